@@ -1,0 +1,1 @@
+//! siphon: a SIP user agent (softphone) library.
