@@ -1,1 +1,3 @@
 //! siphon: a SIP user agent (softphone) library.
+
+pub mod sip;
