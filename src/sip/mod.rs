@@ -1,9 +1,11 @@
-//! The SIP stack (RFC 3261), in layers: message syntax, transaction, dialog and the user
-//! agent cores above them. Everything here is sans-IO.
+//! The SIP stack (RFC 3261), in layers: message syntax, transport rules, transactions,
+//! authentication and the user agent cores above them. Everything here is sans-IO.
 
+pub mod auth;
 pub mod headers;
 pub mod message;
 pub mod params;
+pub mod transport;
 pub mod uri;
 
 pub use headers::{CSeq, NameAddr, Via};
