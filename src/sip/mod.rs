@@ -5,9 +5,13 @@ pub mod auth;
 pub mod headers;
 pub mod message;
 pub mod params;
+pub mod registration;
 pub mod transport;
 pub mod uri;
 
 pub use headers::{CSeq, NameAddr, Via};
 pub use message::{Header, HeaderName, Headers, Message, Method, ParseError, Request, Response};
 pub use uri::{Host, SipUri, Uri};
+
+/// Methods this user agent handles (RFC 3261 §20.5 Allow).
+pub const ALLOWED_METHODS: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";

@@ -116,7 +116,10 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         assert_eq!(via.received(), Some(source.ip()));
         assert_eq!(response_destination(&via, source), source);
         // The second Via is untouched and order is kept.
-        assert_eq!(r.headers.vias().unwrap()[1].host.to_string(), "second.example");
+        assert_eq!(
+            r.headers.vias().unwrap()[1].host.to_string(),
+            "second.example"
+        );
     }
 
     #[test]
