@@ -49,7 +49,8 @@ impl Via {
                 rest = rest.trim_start_matches(is_lws);
             }
         }
-        if !fields[0].eq_ignore_ascii_case("SIP") || fields[1] != "2.0" || fields[2].is_empty() {
+        // Any version is read, so that a 505 can still be routed (RFC 4475 §3.1.2.16).
+        if !fields[0].eq_ignore_ascii_case("SIP") || fields[1].is_empty() || fields[2].is_empty() {
             return Err(err(H, "bad sent-protocol"));
         }
         let (sent_by, params) = match find_unquoted(rest, b';') {
@@ -158,6 +159,7 @@ impl NameAddr {
                 Some(i) => (&text[..i], &text[i..]),
                 None => (text, ""),
             };
+            let uri = uri.trim_end_matches(is_lws);
             if uri.contains('?') || uri.contains(',') {
                 return Err(err(H, "URI with headers must be enclosed in <>"));
             }
@@ -262,7 +264,7 @@ mod tests {
             v.to_string(),
             "SIP/2.0/UDP [2001:db8::9:1]:5070;branch=z9hG4bKas;received=[2001:db8::9:255]"
         );
-        assert!(Via::parse("SIP/3.0/UDP host").is_err());
+        assert!(Via::parse("XIP/2.0/UDP host").is_err());
         assert!(Via::parse("SIP/2.0/UDP").is_err());
         assert!(Via::parse("SIP/2.0/UDP host;rport=99999").is_err());
     }

@@ -467,8 +467,8 @@ pub struct MessageError(pub &'static str);
 /// What to do with a datagram that is not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    /// Answer with `status` (RFC 3261 §8.2, §21.4.1 400; §8.2.2? 505): the request's
-    /// headers were readable enough to route a response (RFC 3261 §18.2.2).
+    /// Answer with `status` (400, RFC 3261 §21.4.1; 505, §21.5.6). The response goes to
+    /// the top Via (RFC 3261 §18.2.2), or to the source when that Via is unreadable.
     #[error("rejected request ({status}): {reason}")]
     Reject {
         status: u16,
@@ -726,7 +726,7 @@ fn parse_datagram(data: &[u8]) -> Result<Message, ParseError> {
         return drop("no start line");
     };
     let start_line = split_start_line(first);
-    let is_request = matches!(start_line, Some(StartLine::Request { .. }));
+    let is_request = !(first.len() >= 4 && first[..4].eq_ignore_ascii_case("SIP/"));
 
     let mut headers = Headers::new();
     let mut header_error: Option<&'static str> = None;
@@ -751,12 +751,9 @@ fn parse_datagram(data: &[u8]) -> Result<Message, ParseError> {
         }
     }
     // Past this point a request is answerable if its routing headers are sound.
-    let answerable = is_request
-        && headers.top_via().is_ok()
-        && headers.call_id().is_some()
-        && headers.contains(&HeaderName::From)
-        && headers.contains(&HeaderName::To)
-        && headers.contains(&HeaderName::CSeq);
+    // A request with a Via gets its 400 even when From/To/Call-ID are missing (RFC 4475
+    // §3.3.1) or the Via itself is malformed (§3.1.2.1): then it goes to the source address.
+    let answerable = is_request && headers.contains(&HeaderName::Via);
     let reject = |status: u16, reason: &str, headers: Headers| {
         if answerable {
             Err(ParseError::Reject {
@@ -771,6 +768,12 @@ fn parse_datagram(data: &[u8]) -> Result<Message, ParseError> {
     let Some(start_line) = start_line else {
         return reject(400, "malformed start line", headers);
     };
+    if let StartLine::Request { version, .. } = &start_line
+        && !version.eq_ignore_ascii_case("SIP/2.0")
+    {
+        // RFC 3261 §21.5.6: a version we do not speak.
+        return reject(505, "unsupported SIP version", headers);
+    }
     if let Some(why) = header_error {
         return reject(400, why, headers);
     }
@@ -778,24 +781,22 @@ fn parse_datagram(data: &[u8]) -> Result<Message, ParseError> {
         Ok(b) => b,
         Err(why) => return reject(400, why, headers),
     };
+    // The body now carries its length; serialising writes a Content-Length that matches.
+    headers.remove(&HeaderName::ContentLength);
     if let Err(e) = check_common_headers(&headers) {
         return reject(400, &e.to_string(), headers);
     }
     match start_line {
-        StartLine::Request {
-            method,
-            uri,
-            version,
-        } => {
+        StartLine::Request { method, uri, .. } => {
             let Ok(method) = Method::parse(method) else {
                 return reject(400, "bad method", headers);
             };
             let Ok(uri) = Uri::parse(uri) else {
                 return reject(400, "malformed Request-URI", headers);
             };
-            if !version.eq_ignore_ascii_case("SIP/2.0") {
-                // RFC 3261 §8.2.? / §21.5.6: a version we do not speak.
-                return reject(505, "unsupported SIP version", headers);
+            // RFC 3261 §19.1.1 Table 1: no headers in a Request-URI (RFC 4475 §3.1.2.11).
+            if uri.as_sip().is_some_and(|u| u.headers.is_some()) {
+                return reject(400, "headers are not allowed in a Request-URI", headers);
             }
             match headers.cseq() {
                 Ok(cseq) if cseq.method != method => {
@@ -964,6 +965,21 @@ fn check_common_headers(headers: &Headers) -> Result<(), HeaderError> {
             return Err(HeaderError {
                 header: static_name(&name),
                 why: "missing",
+            });
+        }
+    }
+    // RFC 3261 §7.3.1: these carry a single value (RFC 4475 §3.3.8).
+    for (name, label) in [
+        (HeaderName::From, "From"),
+        (HeaderName::To, "To"),
+        (HeaderName::CallId, "Call-ID"),
+        (HeaderName::CSeq, "CSeq"),
+        (HeaderName::MaxForwards, "Max-Forwards"),
+    ] {
+        if headers.get_all(&name).nth(1).is_some() {
+            return Err(HeaderError {
+                header: label,
+                why: "appears more than once",
             });
         }
     }

@@ -7,6 +7,7 @@ pub mod message;
 pub mod params;
 pub mod registration;
 pub mod transport;
+pub mod uas;
 pub mod uri;
 
 pub use headers::{CSeq, NameAddr, Via};

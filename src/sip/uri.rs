@@ -28,8 +28,11 @@ impl Host {
             let inner = inner
                 .strip_suffix(']')
                 .ok_or(UriError("unclosed IPv6 reference"))?;
+            // RFC 5118 §4.10: accept the ":::" that RFC 3261's ABNF bug allowed.
+            let lenient = inner.replacen(":::", "::", 1);
             return inner
                 .parse::<Ipv6Addr>()
+                .or_else(|_| lenient.parse::<Ipv6Addr>())
                 .map(Host::Ipv6)
                 .map_err(|_| UriError("bad IPv6 address"));
         }
@@ -147,15 +150,16 @@ impl SipUri {
         {
             return Err(UriError("forbidden character in SIP URI"));
         }
-        let (rest, headers) = match rest.split_once('?') {
-            Some((r, h)) => (r, Some(h.to_string())),
-            None => (rest, None),
-        };
-        // The userinfo ends at the last '@' before the host; ';' may appear in the user part
-        // (RFC 4475 §3.1.1.9) so split on '@' first.
+        // The userinfo ends at the last '@': ';', '?' and ',' may appear in the user part
+        // (RFC 3261 §25.1 user-unreserved; RFC 4475 §3.1.1.2, §3.1.1.9), while params,
+        // headers and host cannot hold an unescaped '@'.
         let (userinfo, hostpart) = match rest.rfind('@') {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
+        };
+        let (hostpart, headers) = match hostpart.split_once('?') {
+            Some((r, h)) => (r, Some(h.to_string())),
+            None => (hostpart, None),
         };
         let (hostport, params) = match hostpart.find(';') {
             Some(i) => (&hostpart[..i], &hostpart[i..]),
