@@ -4,6 +4,7 @@
 pub mod headers;
 pub mod message;
 pub mod params;
+pub mod transaction;
 pub mod uri;
 
 pub use headers::{CSeq, NameAddr, Via};
