@@ -8,6 +8,7 @@ pub mod params;
 pub mod registration;
 pub mod transport;
 pub mod uas;
+pub mod transaction;
 pub mod uri;
 
 pub use headers::{CSeq, NameAddr, Via};
