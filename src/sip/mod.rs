@@ -1,14 +1,16 @@
 //! The SIP stack (RFC 3261), in layers: message syntax, transport rules, transactions,
-//! authentication and the user agent cores above them. Everything here is sans-IO.
+//! dialogs, authentication and the user agent cores above them. Everything here is sans-IO.
 
 pub mod auth;
+pub mod dialog;
 pub mod headers;
 pub mod message;
 pub mod params;
 pub mod registration;
-pub mod transport;
-pub mod uas;
 pub mod transaction;
+pub mod transport;
+pub mod ua;
+pub mod uas;
 pub mod uri;
 
 pub use headers::{CSeq, NameAddr, Via};

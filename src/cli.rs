@@ -1,0 +1,90 @@
+//! The command line. Other programs script siphon, so these names are a contract.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "siphon",
+    version,
+    about = "A SIP user agent (softphone) for the terminal and for scripts",
+    after_help = "Exit status: 0 success, 1 failure at run time (one-line reason on stderr), 2 usage error."
+)]
+pub struct Cli {
+    /// Print events as JSON, one object per line, on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Print every SIP message sent and received on stderr.
+    #[arg(long, global = true)]
+    pub sip_trace: bool,
+    /// Config file (TOML with named accounts); default: $XDG_CONFIG_HOME/siphon/config.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// RFC 3261 timer T1 in milliseconds (round-trip estimate; default 500).
+    #[arg(long, global = true, value_name = "MS", hide_short_help = true)]
+    pub t1_ms: Option<u64>,
+    /// RFC 3261 timer T2 in milliseconds (retransmission cap; default 4000).
+    #[arg(long, global = true, value_name = "MS", hide_short_help = true)]
+    pub t2_ms: Option<u64>,
+    /// RFC 3261 timer T4 in milliseconds (network lifetime; default 5000).
+    #[arg(long, global = true, value_name = "MS", hide_short_help = true)]
+    pub t4_ms: Option<u64>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register with a registrar and stay registered until Ctrl-C, SIGTERM or --duration.
+    Register(RegisterArgs),
+}
+
+/// Account options shared by the commands that talk to a server.
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    /// Our address of record, e.g. sip:alice@pbx.example.com[:PORT].
+    #[arg(long, value_name = "URI")]
+    pub user: Option<String>,
+    /// Password for digest authentication (prefer --password-file or SIPHON_PASSWORD).
+    #[arg(
+        long,
+        value_name = "PW",
+        env = "SIPHON_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Read the password from the first line of this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    pub password_file: Option<PathBuf>,
+    /// Authentication user name, when it differs from the user part of --user.
+    #[arg(long, value_name = "NAME")]
+    pub auth_user: Option<String>,
+    /// Registrar URI; default: the domain of --user.
+    #[arg(long, value_name = "URI")]
+    pub registrar: Option<String>,
+    /// Send every request through this proxy (loose routing).
+    #[arg(long, value_name = "URI")]
+    pub outbound_proxy: Option<String>,
+    /// Local SIP address; default: an ephemeral port on the address that routes to the server.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// Use this account from the config file.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// Registration expiry to ask for, in seconds (default 3600).
+    #[arg(long, value_name = "SECS")]
+    pub expires: Option<u32>,
+    /// Stay registered this long, then unregister and exit 0.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
