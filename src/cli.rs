@@ -41,6 +41,10 @@ pub struct Cli {
 pub enum Command {
     /// Register with a registrar and stay registered until Ctrl-C, SIGTERM or --duration.
     Register(RegisterArgs),
+    /// Call a SIP URI (directly, or through the account's proxy) and talk until hang-up.
+    Call(CallArgs),
+    /// Wait for calls (registered with --user, or peer to peer at --listen).
+    Listen(ListenArgs),
 }
 
 /// Account options shared by the commands that talk to a server.
@@ -87,4 +91,54 @@ pub struct RegisterArgs {
     /// Stay registered this long, then unregister and exit 0.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+}
+
+/// Media options shared by `call` and `listen`.
+#[derive(Debug, Clone, Args)]
+pub struct MediaArgs {
+    /// Codecs to offer or accept, in order of preference.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "opus,pcmu,pcma",
+        value_delimiter = ','
+    )]
+    pub codecs: Vec<String>,
+    /// UDP port range for RTP, one port per call (RTCP on the next one).
+    #[arg(long, value_name = "LO-HI", default_value = "16384-32767")]
+    pub rtp_ports: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// Whom to call: sip:user@host[:port], or a user name at the account's domain.
+    #[arg(value_name = "URI")]
+    pub target: String,
+    #[command(flatten)]
+    pub account: AccountArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+    /// Hang up this many seconds after the answer.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    pub account: AccountArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
+    /// Answer every call, after SECS seconds of ringing (default 0).
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "0", require_equals = true)]
+    pub auto_answer: Option<f64>,
+    /// Refuse calls (486) while this many are up.
+    #[arg(long, value_name = "N")]
+    pub max_calls: Option<usize>,
+    /// Stop listening after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// With --user: the registration expiry to ask for (default 3600).
+    #[arg(long, value_name = "SECS")]
+    pub expires: Option<u32>,
 }

@@ -153,3 +153,60 @@ pub async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address")))
 }
+
+/// The RTP socket of a call and its RTCP neighbour (RFC 3550 §11: RTCP on port + 1).
+#[derive(Debug)]
+pub struct RtpSockets {
+    pub rtp: std::net::UdpSocket,
+    pub rtcp: std::net::UdpSocket,
+}
+
+impl RtpSockets {
+    pub fn port(&self) -> u16 {
+        self.rtp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
+/// Binds an even RTP port and the odd port above it, at random in `ports`
+/// (RFC 3550 §11), trying a bounded number of times.
+pub fn bind_rtp_pair(ip: IpAddr, ports: std::ops::RangeInclusive<u16>) -> io::Result<RtpSockets> {
+    let lo = (*ports.start()).max(1024);
+    let hi = *ports.end();
+    if hi <= lo {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty RTP port range",
+        ));
+    }
+    let pairs = u32::from((hi - lo) / 2).max(1);
+    let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port pair");
+    for _ in 0..64 {
+        let port = lo + 2 * fastrand::u32(0..pairs) as u16;
+        let port = port + (port % 2);
+        if port >= hi {
+            continue;
+        }
+        let rtp = match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
+            Ok(s) => s,
+            Err(e) => {
+                last_error = e;
+                continue;
+            }
+        };
+        match std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+            Ok(rtcp) => return Ok(RtpSockets { rtp, rtcp }),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}
+
+/// Parses `LO-HI`.
+pub fn parse_port_range(text: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let (lo, hi) = text.split_once('-')?;
+    let (lo, hi) = (
+        lo.trim().parse::<u16>().ok()?,
+        hi.trim().parse::<u16>().ok()?,
+    );
+    (lo < hi).then_some(lo..=hi)
+}

@@ -24,6 +24,44 @@ pub enum Event {
         retry_in_s: Option<u64>,
     },
     Unregistered,
+    IncomingCall {
+        call_id: String,
+        from: String,
+        to: String,
+    },
+    Ringing {
+        call_id: String,
+    },
+    EarlyMedia {
+        call_id: String,
+        codec: String,
+        remote_rtp: String,
+    },
+    Answered {
+        call_id: String,
+        codec: String,
+        remote_rtp: String,
+    },
+    /// `by` is `local` (we put the far end on hold) or `remote`.
+    Held {
+        call_id: String,
+        by: &'static str,
+    },
+    Resumed {
+        call_id: String,
+        by: &'static str,
+    },
+    Dtmf {
+        call_id: String,
+        digit: String,
+    },
+    Ended {
+        call_id: String,
+        reason: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        duration_s: f64,
+    },
 }
 
 impl Event {
@@ -42,6 +80,26 @@ impl Event {
                 format!("registration failed: {status} {reason}")
             }
             Event::Unregistered => "unregistered".to_string(),
+            Event::IncomingCall { from, .. } => {
+                format!("incoming call from {from} (a: answer, d: decline)")
+            }
+            Event::Ringing { .. } => "ringing".to_string(),
+            Event::EarlyMedia { codec, .. } => format!("early media ({codec})"),
+            Event::Answered {
+                codec, remote_rtp, ..
+            } => format!("answered: {codec} with {remote_rtp}"),
+            Event::Held { by, .. } => format!("on hold ({by})"),
+            Event::Resumed { by, .. } => format!("resumed ({by})"),
+            Event::Dtmf { digit, .. } => format!("DTMF {digit}"),
+            Event::Ended {
+                reason,
+                status,
+                duration_s,
+                ..
+            } => match status {
+                Some(s) => format!("call ended: {reason} ({s}) after {duration_s:.1} s"),
+                None => format!("call ended: {reason} after {duration_s:.1} s"),
+            },
         }
     }
 }

@@ -2,6 +2,7 @@
 //! dialogs, authentication and the user agent cores above them. Everything here is sans-IO.
 
 pub mod auth;
+pub mod call;
 pub mod dialog;
 pub mod headers;
 pub mod message;

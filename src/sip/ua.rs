@@ -2,19 +2,23 @@
 //! deadline out. It owns the transaction layer and the registration, answers requests
 //! outside calls (RFC 3261 §8.2, §11) and rejects malformed ones (RFC 3261 §21.4.1).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::call::{Call, CallEvent, CallOutput, IncomingCall, OutgoingCall, Purpose};
+use super::dialog::DialogId;
 use super::headers::NameAddr;
 use super::message::{HeaderName, Message, Method, ParseError, Request, Response, is_keepalive};
 use super::registration::{Registration, RegistrationEvent};
 use super::transaction::{
-    TimerConfig, TransactionEvent, TransactionId, TransactionLayer, Transmit, new_branch,
+    TimerConfig, TransactionEvent, TransactionId, TransactionLayer, Transmit, build_cancel,
+    new_branch,
 };
 use super::transport::{reply_address, stamp_received, stamp_received_headers};
 use super::uas::{ACCEPTED_TYPES, UasPolicy, inspect_request};
-use super::uri::Host;
+use super::uri::{Host, Uri};
+use crate::sdp::LocalMediaConfig;
 
 #[derive(Debug, Clone)]
 pub struct UaConfig {
@@ -23,12 +27,35 @@ pub struct UaConfig {
     pub user_agent: String,
     pub timers: TimerConfig,
     pub policy: UasPolicy,
+    /// Take incoming calls (`listen`); `None` answers INVITEs with 480.
+    pub incoming: Option<IncomingPolicy>,
 }
+
+/// How incoming calls are taken.
+#[derive(Debug, Clone)]
+pub struct IncomingPolicy {
+    /// Codecs and direction to answer with; the RTP port is given on answer.
+    pub media: LocalMediaConfig,
+    /// More calls than this at once get 486 Busy Here.
+    pub max_calls: Option<usize>,
+    /// Our Contact for calls.
+    pub contact: Uri,
+}
+
+/// Names a call inside this user agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallHandle(u64);
 
 /// What the user agent reports to the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UaEvent {
     Registration(RegistrationEvent),
+    /// Something happened in a call; `call_id` is its SIP Call-ID.
+    Call {
+        handle: CallHandle,
+        call_id: String,
+        event: CallEvent,
+    },
     /// A datagram we could not use, and what we did with it (logged at debug level).
     Discarded {
         source: SocketAddr,
@@ -46,6 +73,14 @@ pub struct UserAgent {
     config: UaConfig,
     transactions: TransactionLayer,
     registration: Option<RegistrationSlot>,
+    calls: HashMap<CallHandle, Call>,
+    next_call: u64,
+    /// Routing of messages to calls.
+    dialogs: HashMap<DialogId, CallHandle>,
+    by_call_id: HashMap<String, CallHandle>,
+    call_transactions: HashMap<TransactionId, (CallHandle, Purpose)>,
+    /// The INVITE we sent for a call, as sent (with Via), and where: CANCEL copies it.
+    sent_invites: HashMap<CallHandle, (Request, SocketAddr)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<UaEvent>,
 }
@@ -71,6 +106,12 @@ impl UserAgent {
             transactions: TransactionLayer::new(config.timers),
             config,
             registration: None,
+            calls: HashMap::new(),
+            next_call: 1,
+            dialogs: HashMap::new(),
+            by_call_id: HashMap::new(),
+            call_transactions: HashMap::new(),
+            sent_invites: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -172,6 +213,18 @@ impl UserAgent {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transactions.handle_timeout(now);
+        let due: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in due {
+            if let Some(call) = self.calls.get_mut(&handle) {
+                call.handle_timeout(now);
+            }
+            self.pump_call(now, handle);
+        }
         if let Some(slot) = self.registration.as_mut()
             && let Some(request) = slot.registration.handle_timeout(now)
         {
@@ -195,9 +248,187 @@ impl UserAgent {
             .registration
             .as_ref()
             .and_then(|s| s.registration.poll_timeout());
-        match (self.transactions.poll_timeout(), registration) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // A scan over the calls: fine for thousands; a timer heap would scale further.
+        let calls = self.calls.values().filter_map(Call::poll_timeout).min();
+        [self.transactions.poll_timeout(), registration, calls]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ----- Calls -----
+
+    /// Places a call; its events come as [`UaEvent::Call`].
+    pub fn place_call(&mut self, now: Instant, params: OutgoingCall) -> CallHandle {
+        let handle = self.allocate_call();
+        let call = Call::outgoing(params, new_call_id(self.config.local_addr), new_tag());
+        self.by_call_id.insert(call.call_id().to_string(), handle);
+        self.calls.insert(handle, call);
+        self.pump_call(now, handle);
+        self.drain(now);
+        handle
+    }
+
+    /// Answers an incoming call with `media` (its RTP port already bound).
+    pub fn answer(&mut self, now: Instant, handle: CallHandle, media: LocalMediaConfig) {
+        self.with_call(now, handle, |call| call.answer(now, media));
+    }
+
+    /// Declines a ringing incoming call (486).
+    pub fn decline(&mut self, now: Instant, handle: CallHandle) {
+        self.with_call(now, handle, Call::decline);
+    }
+
+    /// Hangs up: CANCEL, 486 or BYE depending on where the call is.
+    pub fn hangup(&mut self, now: Instant, handle: CallHandle) {
+        self.with_call(now, handle, Call::hangup);
+    }
+
+    /// Puts the far end on hold, or resumes.
+    pub fn set_hold(&mut self, now: Instant, handle: CallHandle, hold: bool) {
+        self.with_call(now, handle, |call| call.set_hold(now, hold));
+    }
+
+    pub fn call(&self, handle: CallHandle) -> Option<&Call> {
+        self.calls.get(&handle)
+    }
+
+    /// Calls not yet ended.
+    pub fn calls(&self) -> impl Iterator<Item = (CallHandle, &Call)> {
+        self.calls.iter().map(|(h, c)| (*h, c))
+    }
+
+    fn with_call(&mut self, now: Instant, handle: CallHandle, f: impl FnOnce(&mut Call)) {
+        if let Some(call) = self.calls.get_mut(&handle) {
+            f(call);
+        }
+        self.pump_call(now, handle);
+        self.drain(now);
+    }
+
+    fn allocate_call(&mut self) -> CallHandle {
+        let handle = CallHandle(self.next_call);
+        self.next_call += 1;
+        handle
+    }
+
+    /// A new INVITE: a new incoming call, or 486/488/400 (RFC 3261 §13.3.1).
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        request: Request,
+        reply_to: SocketAddr,
+        incoming: IncomingPolicy,
+    ) {
+        let busy = incoming
+            .max_calls
+            .is_some_and(|max| self.calls.len() >= max);
+        if busy {
+            self.respond(now, id, Response::for_request(&request.headers, 486));
+            return;
+        }
+        let params = IncomingCall {
+            contact: incoming.contact,
+            reply_to,
+            media: incoming.media,
+            user_agent: self.config.user_agent.clone(),
+            timers: self.config.timers,
+        };
+        match Call::incoming(&request, id, params, new_tag()) {
+            Ok(call) => {
+                let handle = self.allocate_call();
+                if let Some(dialog) = call.dialog_id() {
+                    self.dialogs.insert(dialog.clone(), handle);
+                }
+                self.by_call_id.insert(call.call_id().to_string(), handle);
+                self.calls.insert(handle, call);
+                self.pump_call(now, handle);
+            }
+            Err(response) => self.respond(now, id, response),
+        }
+    }
+
+    /// Carries out what a call asked for and passes its events up; forgets ended calls.
+    fn pump_call(&mut self, now: Instant, handle: CallHandle) {
+        loop {
+            let Some(call) = self.calls.get_mut(&handle) else {
+                return;
+            };
+            let Some(output) = call.poll_output() else {
+                break;
+            };
+            match output {
+                CallOutput::Request {
+                    mut request,
+                    purpose,
+                    destination,
+                } => {
+                    self.add_via(&mut request);
+                    if purpose == Purpose::Invite {
+                        self.sent_invites
+                            .insert(handle, (request.clone(), destination));
+                    }
+                    if let Some(id) = self.start_transaction(now, request, destination) {
+                        self.call_transactions.insert(id, (handle, purpose));
+                    }
+                }
+                CallOutput::Cancel => {
+                    if let Some((invite, destination)) = self.sent_invites.get(&handle).cloned() {
+                        let cancel = build_cancel(&invite);
+                        if let Some(id) = self.start_transaction(now, cancel, destination) {
+                            self.call_transactions.insert(id, (handle, Purpose::Cancel));
+                        }
+                    }
+                }
+                CallOutput::Ack {
+                    mut request,
+                    destination,
+                } => {
+                    self.add_via(&mut request);
+                    self.transactions.send_stateless(request, destination);
+                }
+                CallOutput::Respond {
+                    transaction,
+                    response,
+                } => {
+                    if let Err(e) = self.transactions.respond(now, transaction, response) {
+                        tracing::debug!("call response not sent: {e}");
+                    }
+                }
+                CallOutput::Retransmit {
+                    response,
+                    destination,
+                } => self.transmits.push_back(Transmit {
+                    destination,
+                    data: response.to_bytes(),
+                }),
+            }
+        }
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        let call_id = call.call_id().to_string();
+        // The caller learns the dialog id with the 2xx.
+        if let Some(dialog) = call.dialog_id().cloned() {
+            self.dialogs.entry(dialog).or_insert(handle);
+        }
+        while let Some(event) = call.poll_event() {
+            self.events.push_back(UaEvent::Call {
+                handle,
+                call_id: call_id.clone(),
+                event,
+            });
+        }
+        if call.is_ended() && call.poll_timeout().is_none() {
+            // Later retransmissions are absorbed by the transaction layer; anything else
+            // gets 481, as for any unknown dialog.
+            let call = self.calls.remove(&handle).expect("present");
+            if let Some(dialog) = call.dialog_id() {
+                self.dialogs.remove(dialog);
+            }
+            self.by_call_id.remove(call.call_id());
+            self.sent_invites.remove(&handle);
         }
     }
 
@@ -207,12 +438,7 @@ impl UserAgent {
     }
 
     /// Adds our top Via (RFC 3261 §8.1.1.7, with `rport`, RFC 3581) and starts a transaction.
-    fn send_request(
-        &mut self,
-        now: Instant,
-        mut request: Request,
-        destination: SocketAddr,
-    ) -> Option<TransactionId> {
+    fn add_via(&self, request: &mut Request) {
         let via = format!(
             "SIP/2.0/UDP {}:{};rport;branch={}",
             Host::from(self.config.local_addr.ip()),
@@ -220,6 +446,24 @@ impl UserAgent {
             new_branch()
         );
         request.headers.push_front(HeaderName::Via, via);
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        mut request: Request,
+        destination: SocketAddr,
+    ) -> Option<TransactionId> {
+        self.add_via(&mut request);
+        self.start_transaction(now, request, destination)
+    }
+
+    fn start_transaction(
+        &mut self,
+        now: Instant,
+        request: Request,
+        destination: SocketAddr,
+    ) -> Option<TransactionId> {
         match self.transactions.send_request(now, request, destination) {
             Ok(id) => Some(id),
             Err(e) => {
@@ -243,9 +487,23 @@ impl UserAgent {
     fn drain(&mut self, now: Instant) {
         while let Some(event) = self.transactions.poll_event() {
             match event {
-                TransactionEvent::Response { id, response } => self.on_response(now, id, response),
+                TransactionEvent::Response { id, response } => {
+                    if let Some(&(handle, purpose)) = self.call_transactions.get(&id) {
+                        if let Some(call) = self.calls.get_mut(&handle) {
+                            call.on_response(now, purpose, &response);
+                        }
+                        self.pump_call(now, handle);
+                    } else {
+                        self.on_response(now, id, response)
+                    }
+                }
                 TransactionEvent::Timeout { id } => {
-                    if let Some(slot) = self.registration.as_mut()
+                    if let Some((handle, purpose)) = self.call_transactions.remove(&id) {
+                        if let Some(call) = self.calls.get_mut(&handle) {
+                            call.on_transaction_timeout(purpose);
+                        }
+                        self.pump_call(now, handle);
+                    } else if let Some(slot) = self.registration.as_mut()
                         && slot.transaction == Some(id)
                     {
                         slot.transaction = None;
@@ -255,12 +513,36 @@ impl UserAgent {
                 TransactionEvent::Request {
                     id,
                     request,
-                    source: _,
-                } => self.on_request(now, id, request),
-                TransactionEvent::StrayAck { .. }
-                | TransactionEvent::StrayResponse { .. }
-                | TransactionEvent::AckTimeout { .. }
-                | TransactionEvent::Terminated { .. } => {}
+                    source,
+                } => self.on_request(now, id, request, source),
+                TransactionEvent::StrayAck { request, .. } => {
+                    let handle = DialogId::for_incoming(&request)
+                        .and_then(|d| self.dialogs.get(&d).copied());
+                    if let Some(handle) = handle {
+                        if let Some(call) = self.calls.get_mut(&handle) {
+                            call.on_ack(now, &request);
+                        }
+                        self.pump_call(now, handle);
+                    }
+                }
+                TransactionEvent::StrayResponse { response, .. } => {
+                    let handle = response
+                        .headers
+                        .call_id()
+                        .and_then(|c| self.by_call_id.get(c).copied());
+                    if let Some(handle) = handle
+                        && response.is_success()
+                    {
+                        if let Some(call) = self.calls.get_mut(&handle) {
+                            call.on_stray_2xx(&response);
+                        }
+                        self.pump_call(now, handle);
+                    }
+                }
+                TransactionEvent::Terminated { id } => {
+                    self.call_transactions.remove(&id);
+                }
+                TransactionEvent::AckTimeout { .. } => {}
             }
         }
         if let Some(slot) = self.registration.as_mut() {
@@ -283,9 +565,64 @@ impl UserAgent {
         }
     }
 
-    /// A new request outside any call (RFC 3261 §8.2).
-    fn on_request(&mut self, now: Instant, id: TransactionId, request: Request) {
+    /// A new request: in a call's dialog, a CANCEL, a new call, or out of any call
+    /// (RFC 3261 §8.2, §12.2.2).
+    fn on_request(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        request: Request,
+        source: SocketAddr,
+    ) {
         if request.method == Method::Ack {
+            return;
+        }
+        let reply_to = reply_address(&request.headers, source);
+        let in_dialog = request.headers.to().is_ok_and(|to| to.tag().is_some());
+        if in_dialog {
+            let handle =
+                DialogId::for_incoming(&request).and_then(|d| self.dialogs.get(&d).copied());
+            match handle {
+                Some(handle) => {
+                    if let Some(call) = self.calls.get_mut(&handle) {
+                        call.on_request(now, id, &request, reply_to);
+                    }
+                    self.pump_call(now, handle);
+                }
+                // RFC 3261 §12.2.2: no such dialog.
+                None => {
+                    let response = Response::for_request(&request.headers, 481);
+                    self.respond(now, id, response);
+                }
+            }
+            return;
+        }
+        if request.method == Method::Cancel {
+            // RFC 3261 §9.2: 200 for the CANCEL, then 487 for the INVITE it matches.
+            let target = self
+                .transactions
+                .find_invite_for_cancel(&request)
+                .and_then(|invite| {
+                    self.calls
+                        .iter()
+                        .find(|(_, c)| c.invite_transaction() == Some(invite))
+                        .map(|(h, _)| *h)
+                });
+            let status = if target.is_some() { 200 } else { 481 };
+            self.respond(now, id, Response::for_request(&request.headers, status));
+            if let Some(handle) = target {
+                if let Some(call) = self.calls.get_mut(&handle) {
+                    call.on_cancelled();
+                }
+                self.pump_call(now, handle);
+            }
+            return;
+        }
+        if request.method == Method::Invite
+            && let Some(incoming) = self.config.incoming.clone()
+            && inspect_request(&request, &self.config.policy).is_ok()
+        {
+            self.on_invite(now, id, request, reply_to, incoming);
             return;
         }
         let response = match inspect_request(&request, &self.config.policy) {
@@ -313,9 +650,11 @@ impl UserAgent {
     }
 
     fn respond(&mut self, now: Instant, id: TransactionId, mut response: Response) {
-        response
-            .headers
-            .push(HeaderName::Server, self.config.user_agent.clone());
+        if !response.headers.contains(&HeaderName::Server) {
+            response
+                .headers
+                .push(HeaderName::Server, self.config.user_agent.clone());
+        }
         add_to_tag(&mut response);
         if let Err(e) = self.transactions.respond(now, id, response) {
             tracing::warn!("cannot respond: {e}");

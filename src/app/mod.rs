@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod calls;
+
 use crate::cli::{AccountArgs, Cli, Command, RegisterArgs};
 use crate::config::{AccountConfig, ConfigFile};
 use crate::driver::{Driver, bind, resolve};
@@ -27,11 +29,11 @@ pub enum Failure {
 
 pub type Outcome = Result<(), Failure>;
 
-fn usage(message: impl Into<String>) -> Failure {
+pub(crate) fn usage(message: impl Into<String>) -> Failure {
     Failure::Usage(message.into())
 }
 
-fn runtime(message: impl Into<String>) -> Failure {
+pub(crate) fn runtime(message: impl Into<String>) -> Failure {
     Failure::Runtime(message.into())
 }
 
@@ -46,6 +48,8 @@ pub async fn run(cli: Cli) -> Outcome {
     let reporter = Reporter { json: cli.json };
     match cli.command {
         Command::Register(ref args) => register(&cli, &config, timers, reporter, args).await,
+        Command::Call(ref args) => calls::call(&cli, &config, timers, reporter, args).await,
+        Command::Listen(ref args) => calls::listen(&cli, &config, timers, reporter, args).await,
     }
 }
 
@@ -67,13 +71,13 @@ fn timer_config(cli: &Cli, config: &ConfigFile) -> Result<TimerConfig, Failure> 
 
 /// An account with flags laid over the config file's values.
 #[derive(Debug)]
-struct Account {
-    aor: SipUri,
-    credentials: Option<Credentials>,
-    registrar: Uri,
-    outbound_proxy: Option<Uri>,
-    listen: Option<SocketAddr>,
-    expires: Option<u32>,
+pub(crate) struct Account {
+    pub(crate) aor: SipUri,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) registrar: Uri,
+    pub(crate) outbound_proxy: Option<Uri>,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) expires: Option<u32>,
 }
 
 fn parse_sip_uri(text: &str, what: &str) -> Result<SipUri, Failure> {
@@ -92,15 +96,40 @@ fn read_password_file(path: &Path) -> Result<String, Failure> {
     Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
-fn resolve_account(args: &AccountArgs, config: &ConfigFile) -> Result<Account, Failure> {
+/// `--listen`, else the account's `listen` from the config file.
+pub(crate) fn listen_address(
+    args: &AccountArgs,
+    config: &ConfigFile,
+) -> Result<Option<SocketAddr>, Failure> {
+    let file = config
+        .account(args.account.as_deref())
+        .map_err(|e| usage(e.to_string()))?;
+    match args.listen.clone().or(file.listen) {
+        Some(l) => l
+            .parse::<SocketAddr>()
+            .map(Some)
+            .map_err(|_| usage(format!("--listen wants IP:PORT, got '{l}'"))),
+        None => Ok(None),
+    }
+}
+
+/// The account from flags and config; `None` when no user is given and none is required.
+pub(crate) fn resolve_account(
+    args: &AccountArgs,
+    config: &ConfigFile,
+    required: bool,
+) -> Result<Option<Account>, Failure> {
     let file: AccountConfig = config
         .account(args.account.as_deref())
         .map_err(|e| usage(e.to_string()))?;
-    let user = args
-        .user
-        .clone()
-        .or(file.user)
-        .ok_or_else(|| usage("--user is required (or an account in the config file)"))?;
+    let Some(user) = args.user.clone().or(file.user) else {
+        if required {
+            return Err(usage(
+                "--user is required (or an account in the config file)",
+            ));
+        }
+        return Ok(None);
+    };
     let aor = parse_sip_uri(&user, "--user")?;
     // Flags first, then the environment (clap folds SIPHON_PASSWORD into --password),
     // then the config file.
@@ -129,25 +158,19 @@ fn resolve_account(args: &AccountArgs, config: &ConfigFile) -> Result<Account, F
         Some(p) => Some(Uri::Sip(parse_sip_uri(&p, "--outbound-proxy")?)),
         None => None,
     };
-    let listen = match args.listen.clone().or(file.listen) {
-        Some(l) => Some(
-            l.parse::<SocketAddr>()
-                .map_err(|_| usage(format!("--listen wants IP:PORT, got '{l}'")))?,
-        ),
-        None => None,
-    };
-    Ok(Account {
+    let listen = listen_address(args, config)?;
+    Ok(Some(Account {
         aor,
         credentials,
         registrar,
         outbound_proxy,
         listen,
         expires: file.expires,
-    })
+    }))
 }
 
 /// Where requests go: the outbound proxy if any, else the registrar (RFC 3261 §8.1.2).
-async fn next_hop(account: &Account) -> Result<SocketAddr, Failure> {
+pub(crate) async fn next_hop(account: &Account) -> Result<SocketAddr, Failure> {
     let target = account
         .outbound_proxy
         .as_ref()
@@ -168,7 +191,8 @@ async fn register(
     reporter: Reporter,
     args: &RegisterArgs,
 ) -> Outcome {
-    let account = resolve_account(&args.account, config)?;
+    let account =
+        resolve_account(&args.account, config, true)?.ok_or_else(|| usage("--user is required"))?;
     if let Some(d) = args.duration
         && !(d.is_finite() && d >= 0.0)
     {
@@ -209,6 +233,7 @@ async fn register(
         policy: UasPolicy {
             local_users: user.into_iter().collect(),
         },
+        incoming: None,
     });
     ua.set_registration(registration, destination);
     ua.register(Instant::now());
@@ -220,7 +245,7 @@ async fn register(
         tokio::select! {
             event = driver.next_event() => {
                 let event = event.map_err(|e| runtime(format!("socket error: {e}")))?;
-                if let Some(failure) = report(reporter, event) {
+                if let Some(failure) = report_registration(reporter, event) {
                     return Err(failure);
                 }
             }
@@ -230,31 +255,35 @@ async fn register(
             }
         }
     }
-    // RFC 3261 §10.2.2: remove our binding before leaving.
-    if driver.ua.unregister(Instant::now()) {
-        let wait = tokio::time::sleep(UNREGISTER_WAIT);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                event = driver.next_event() => {
-                    let event = event.map_err(|e| runtime(format!("socket error: {e}")))?;
-                    let done = matches!(event, UaEvent::Registration(RegistrationEvent::Unregistered));
-                    let _ = report(reporter, event);
-                    if done {
-                        break;
-                    }
+    unregister_and_wait(&mut driver, reporter).await
+}
+
+/// RFC 3261 §10.2.2: removes our binding before leaving, waiting a bounded time.
+pub(crate) async fn unregister_and_wait(driver: &mut Driver, reporter: Reporter) -> Outcome {
+    if !driver.ua.unregister(Instant::now()) {
+        return Ok(());
+    }
+    let wait = tokio::time::sleep(UNREGISTER_WAIT);
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            event = driver.next_event() => {
+                let event = event.map_err(|e| runtime(format!("socket error: {e}")))?;
+                let done = matches!(event, UaEvent::Registration(RegistrationEvent::Unregistered));
+                let _ = report_registration(reporter, event);
+                if done {
+                    return Ok(());
                 }
-                _ = &mut wait => {
-                    return Err(runtime("the registrar did not answer the unregistration"));
-                }
+            }
+            _ = &mut wait => {
+                return Err(runtime("the registrar did not answer the unregistration"));
             }
         }
     }
-    Ok(())
 }
 
-/// Prints an event; a fatal registration failure ends the command.
-fn report(reporter: Reporter, event: UaEvent) -> Option<Failure> {
+/// Prints a registration event; a fatal registration failure ends the command.
+pub(crate) fn report_registration(reporter: Reporter, event: UaEvent) -> Option<Failure> {
     match event {
         UaEvent::Registration(RegistrationEvent::Registered { expires, contact }) => {
             reporter.emit(&Event::Registered { expires, contact });
@@ -277,13 +306,13 @@ fn report(reporter: Reporter, event: UaEvent) -> Option<Failure> {
         UaEvent::Registration(RegistrationEvent::Unregistered) => {
             reporter.emit(&Event::Unregistered);
         }
-        UaEvent::Discarded { .. } => {}
+        UaEvent::Discarded { .. } | UaEvent::Call { .. } => {}
     }
     None
 }
 
 /// Completes on Ctrl-C, SIGTERM or when `duration` seconds have passed.
-async fn stop_signal(duration: Option<f64>) -> &'static str {
+pub(crate) async fn stop_signal(duration: Option<f64>) -> &'static str {
     let timer = async {
         match duration {
             Some(d) => tokio::time::sleep(Duration::from_secs_f64(d)).await,
