@@ -83,9 +83,14 @@ fn program(binary: &str) -> PathBuf {
     find_program(binary).unwrap_or_else(|| panic!("`{binary}` is not installed"))
 }
 
-/// A `Command` for the siphon binary built by cargo for this test run.
+/// A `Command` for the siphon binary built by cargo for this test run, or for
+/// the program named by `SIPHON_TEST_BIN` when that is set (to run these tests
+/// against another build, e.g. a release binary).
 pub fn siphon() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_siphon"))
+    match std::env::var_os("SIPHON_TEST_BIN") {
+        Some(path) if !path.is_empty() => Command::new(path),
+        _ => Command::new(env!("CARGO_BIN_EXE_siphon")),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -636,9 +641,17 @@ impl Sipp {
 
     /// Wait for SIPp to end (bounded by its own -timeout plus 10 s; killed
     /// after that) and collect its exit status and logs.
-    pub fn wait(mut self) -> SippOutcome {
+    pub fn wait(self) -> SippOutcome {
+        let limit = self.wait_limit;
+        self.wait_at_most(limit)
+    }
+
+    /// Like `wait`, but kill SIPp if it has not ended within `limit` (the
+    /// outcome's status is then None). For when the other side already failed
+    /// and SIPp would only sit out its timeout.
+    pub fn wait_at_most(mut self, limit: Duration) -> SippOutcome {
         let mut child = self.child.take().expect("child");
-        let status = wait_timeout(&mut child, self.wait_limit);
+        let status = wait_timeout(&mut child, limit.min(self.wait_limit));
         if status.is_none() {
             signal_group(child.id(), "KILL");
             let _ = child.wait();
@@ -708,10 +721,13 @@ impl SippOutcome {
             let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
             lines[lines.len().saturating_sub(n)..].join("\n")
         };
+        let status = match self.status {
+            Some(s) => s.to_string(),
+            None => "none: still running at the end of the wait, killed".to_string(),
+        };
         format!(
-            "SIPp exit status: {:?}\ncommand: {}\n--- error log:\n{}\n--- scenario log:\n{}\n\
+            "SIPp exit status: {status}\ncommand: {}\n--- error log:\n{}\n--- scenario log:\n{}\n\
              --- stderr:\n{}\n--- stdout (tail):\n{}\n--- messages:\n{}",
-            self.status.map(|s| s.code()),
             self.command,
             self.error_log.trim(),
             self.logs.trim(),
@@ -730,9 +746,10 @@ impl SippOutcome {
 /// time out) and stderr collected. Killed on drop.
 pub struct SiphonProcess {
     child: Child,
-    lines: Receiver<String>,
+    lines: Receiver<(Instant, String)>,
     stderr: Arc<Mutex<String>>,
     stdout_seen: Vec<String>,
+    stdout_times: Vec<Duration>,
     started: Instant,
 }
 
@@ -743,6 +760,8 @@ pub struct SiphonOutcome {
     pub status: Option<ExitStatus>,
     /// Every stdout line, in order.
     pub stdout_lines: Vec<String>,
+    /// When each stdout line was read, from the start of the process.
+    pub stdout_times: Vec<Duration>,
     pub stderr: String,
     /// From start to exit (or to the kill).
     pub elapsed: Duration,
@@ -764,9 +783,20 @@ impl SiphonOutcome {
 
     /// The JSON events whose "event" field is `name`.
     pub fn events_named(&self, name: &str) -> Vec<serde_json::Value> {
-        self.events()
+        self.timed_events_named(name)
             .into_iter()
-            .filter(|e| e["event"] == name)
+            .map(|(_, e)| e)
+            .collect()
+    }
+
+    /// The JSON events whose "event" field is `name`, with the time each was
+    /// printed (from the start of the process).
+    pub fn timed_events_named(&self, name: &str) -> Vec<(Duration, serde_json::Value)> {
+        self.stdout_lines
+            .iter()
+            .zip(&self.stdout_times)
+            .filter_map(|(l, t)| Some((*t, serde_json::from_str::<serde_json::Value>(l).ok()?)))
+            .filter(|(_, e)| e["event"] == name)
             .collect()
     }
 
@@ -796,7 +826,7 @@ impl SiphonProcess {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+                if tx.send((Instant::now(), line)).is_err() {
                     break;
                 }
             }
@@ -820,6 +850,7 @@ impl SiphonProcess {
             lines,
             stderr,
             stdout_seen: Vec::new(),
+            stdout_times: Vec::new(),
             started: Instant::now(),
         }
     }
@@ -827,8 +858,10 @@ impl SiphonProcess {
     /// The next stdout line, waiting at most `limit`.
     pub fn next_line(&mut self, limit: Duration) -> Option<String> {
         match self.lines.recv_timeout(limit) {
-            Ok(line) => {
+            Ok((at, line)) => {
                 self.stdout_seen.push(line.clone());
+                self.stdout_times
+                    .push(at.saturating_duration_since(self.started));
                 Some(line)
             }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
@@ -878,6 +911,7 @@ impl SiphonProcess {
         SiphonOutcome {
             status,
             stdout_lines: std::mem::take(&mut self.stdout_seen),
+            stdout_times: std::mem::take(&mut self.stdout_times),
             stderr: self.stderr_so_far(),
             elapsed,
         }
