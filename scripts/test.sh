@@ -11,8 +11,8 @@ scripts/install-deps.sh
 # (PulseAudio with a null sink will be started here for the audio tests.)
 # -----------------------------------------------------------------------------
 
-echo "test.sh: cargo test --all-targets"
+echo "test.sh: cargo test --all-targets --no-fail-fast"
 status=0
-cargo test --all-targets || status=$?
+cargo test --all-targets --no-fail-fast || status=$?
 echo "test.sh: cargo test exited with ${status}"
 exit "$status"

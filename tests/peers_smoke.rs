@@ -192,9 +192,18 @@ fn kamailio_sha256_challenges_and_accepts_a_sha256_digest() {
     let port = kamailio.port();
     let limit = Duration::from_secs(3);
 
-    for (password, expected) in [("wrong", 401), ("carol-secret", 200)] {
-        let first = sip_transaction(port, &register_request(port, "s1", 1, None), limit)
-            .expect("answer to REGISTER");
+    // Every request a new transaction: its own branch and the next CSeq.
+    for (round, (password, expected)) in [("wrong", 401), ("carol-secret", 200)]
+        .into_iter()
+        .enumerate()
+    {
+        let cseq = 2 * round as u32 + 1;
+        let first = sip_transaction(
+            port,
+            &register_request(port, &format!("r{cseq}"), cseq, None),
+            limit,
+        )
+        .unwrap_or_else(|| panic!("no answer to REGISTER\n{}", kamailio.log()));
         assert_eq!(status_code(&first), Some(401), "{first}");
         let challenge = header(&first, "WWW-Authenticate").expect("WWW-Authenticate");
         assert!(challenge.contains("algorithm=SHA-256"), "{challenge}");
@@ -204,10 +213,20 @@ fn kamailio_sha256_challenges_and_accepts_a_sha256_digest() {
         let authorization = sha256_authorization(challenge, port, password);
         let second = sip_transaction(
             port,
-            &register_request(port, "s2", 2, Some(&authorization)),
+            &register_request(
+                port,
+                &format!("r{}", cseq + 1),
+                cseq + 1,
+                Some(&authorization),
+            ),
             limit,
         )
-        .expect("answer to authenticated REGISTER");
+        .unwrap_or_else(|| {
+            panic!(
+                "no answer to the authenticated REGISTER\n{}",
+                kamailio.log()
+            )
+        });
         assert_eq!(status_code(&second), Some(expected), "{second}");
         if expected == 200 {
             let contact = header(&second, "Contact").expect("Contact in 200");
