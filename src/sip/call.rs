@@ -753,7 +753,7 @@ impl Call {
             match answer_offer(&offer, &self.media, self.session_id, version) {
                 Ok((answer, negotiated)) => {
                     response.body = answer.to_bytes();
-                    self.held_remotely = !negotiated.remote_direction.sends();
+                    self.held_remotely = !negotiated.remote_direction.receives();
                     self.negotiated = Some(negotiated.clone());
                     self.events.push_back(CallEvent::Answered(negotiated));
                 }
@@ -1177,7 +1177,7 @@ impl Call {
         let version = self.next_version();
         let (answer, negotiated) = answer_offer(&offer, &self.media, self.session_id, version)
             .map_err(|e: NegotiationError| e.status_code())?;
-        let held = !negotiated.remote_direction.sends();
+        let held = !negotiated.remote_direction.receives();
         if held != self.held_remotely {
             self.held_remotely = held;
             self.events.push_back(if held {
