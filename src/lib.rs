@@ -4,4 +4,5 @@
 //! user agent. The protocol cores in [`sip`] are sans-IO: they take `now` and bytes in, and
 //! give datagrams, events and the next deadline out.
 
+pub mod media;
 pub mod sip;
