@@ -4,4 +4,5 @@
 //! on any input.
 
 pub mod g711;
+pub mod jitter;
 pub mod plc;
