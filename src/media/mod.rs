@@ -6,3 +6,4 @@
 pub mod g711;
 pub mod jitter;
 pub mod plc;
+pub mod stats;
