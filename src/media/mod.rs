@@ -6,4 +6,5 @@
 pub mod g711;
 pub mod jitter;
 pub mod plc;
+pub mod quality;
 pub mod stats;
