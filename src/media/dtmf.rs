@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-/// Volume (power level, -dBm0) sent by default (RFC 4733 §2.3.4 range 0..=63).
+/// Volume (power level, -dBm0) sent by default (RFC 4733 §2.3, range 0..=63).
 pub const DEFAULT_VOLUME: u8 = 10;
 /// Default tone length and pause after it.
 pub const DEFAULT_TONE: Duration = Duration::from_millis(100);
@@ -24,7 +24,7 @@ pub enum DtmfError {
     QueueFull,
 }
 
-/// RFC 4733 §3.2 event code of a DTMF digit: 0-9, * = 10, # = 11, A-D = 12-15.
+/// RFC 4733 §3 event code of a DTMF digit: 0-9, * = 10, # = 11, A-D = 12-15.
 pub fn event_for_digit(digit: char) -> Option<u8> {
     match digit {
         '0'..='9' => Some(digit as u8 - b'0'),
@@ -71,7 +71,7 @@ impl TelephoneEvent {
         ]
     }
 
-    /// Reads the first event of a payload; the R bit is ignored (§2.3.3).
+    /// Reads the first event of a payload; the reserved R bit is ignored (§2.3).
     pub fn decode(payload: &[u8]) -> Result<TelephoneEvent, DtmfError> {
         let b = payload.get(..4).ok_or(DtmfError::Truncated)?;
         Ok(TelephoneEvent {
@@ -87,9 +87,9 @@ impl TelephoneEvent {
 /// audio packet for that interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DtmfPacket {
-    /// RTP timestamp: the start of the event, the same for all its packets (§2.5.1.2).
+    /// RTP timestamp: the start of the event, the same for all its packets (§2.5.1).
     pub timestamp: u32,
-    /// Set on the first packet of an event (§2.5.1.2).
+    /// Set on the first packet of an event (§2.5.1).
     pub marker: bool,
     pub payload: [u8; 4],
     pub event: TelephoneEvent,
@@ -221,7 +221,7 @@ impl DtmfSender {
     /// A packet with the duration so far, or the first end packet once the tone is done.
     fn tone_packet(&mut self, event: u8, start: u32, now: u32, marker: bool) -> DtmfPacket {
         let elapsed = rtp_timestamp_diff(now, start);
-        // §2.5.1.3: duration covers the event so far, including this packet's interval.
+        // §2.5.1: duration covers the event so far, including this packet's interval.
         let duration = (elapsed + u64::from(self.ptime)).min(u64::from(self.tone)) as u32;
         let end = duration >= self.tone;
         if end {
@@ -308,7 +308,7 @@ impl DtmfReceiver {
                 // Older than the current event: a late packet of a finished one.
                 return None;
             }
-            // §2.5.2.1: an event longer than the duration field continues in a new segment
+            // §2.5.1: an event longer than the duration field continues in a new segment
             // whose timestamp is the old one plus 0xFFFF.
             if !last.ended && ev.event == last.event && delta == 0xFFFF {
                 *last = LastEvent {
