@@ -14,7 +14,6 @@ log() { printf 'install-deps: %s\n' "$*"; }
 #           baresip-core (a second softphone)
 #   audio:  pulseaudio, pulseaudio-utils (pactl), libasound2-plugins (ALSA's
 #           pulse plugin), espeak-ng and sox (make and measure test sound)
-#   debug:  tshark (decode captured SIP/RTP)
 #   misc:   procps (`kill`, used by the test harness to stop peers)
 PACKAGES=(
     pkg-config
@@ -28,7 +27,6 @@ PACKAGES=(
     pulseaudio-utils
     espeak-ng
     sox
-    tshark
     procps
 )
 
