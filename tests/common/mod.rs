@@ -814,7 +814,16 @@ impl SiphonOutcome {
 impl SiphonProcess {
     /// Start `siphon <args>`.
     pub fn spawn(args: &[&str]) -> SiphonProcess {
-        let mut child = siphon()
+        SiphonProcess::spawn_with_env(args, &[])
+    }
+
+    /// Start `siphon <args>` with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> SiphonProcess {
+        let mut command = siphon();
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -853,6 +862,16 @@ impl SiphonProcess {
             stdout_times: Vec::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to siphon, as a person or service manager would.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// The next stdout line, waiting at most `limit`.
