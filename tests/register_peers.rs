@@ -105,7 +105,7 @@ fn kamailio_register_cycle(algorithm: &str) {
         outcome.report()
     );
     assert!(
-        kamailio.bindings("alice").is_empty(),
+        kamailio.bindings_gone("alice", Duration::from_secs(2)),
         "alice still bound after unregistering ({algorithm}):\n{}",
         kamailio.ul_dump()
     );

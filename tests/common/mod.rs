@@ -460,6 +460,21 @@ impl Kamailio {
 
     /// The contact addresses bound to `aor` (the user name: usrloc runs with
     /// use_domain=0), from `ul_dump`.
+    /// Waits (bounded) until `aor` has no binding: Kamailio can answer an unregistration
+    /// a moment before every worker process sees the removal.
+    pub fn bindings_gone(&self, aor: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.bindings(aor).is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn bindings(&self, aor: &str) -> Vec<String> {
         parse_bindings(&self.ul_dump(), aor)
     }
