@@ -372,7 +372,7 @@ fn sigterm_unregisters_and_the_password_never_shows() {
         outcome.report()
     );
     assert!(
-        kamailio.bindings("alice").is_empty(),
+        kamailio.bindings_gone("alice", Duration::from_secs(2)),
         "{}",
         kamailio.ul_dump()
     );
@@ -420,7 +420,7 @@ fn ctrl_c_unregisters_with_password_file() {
     assert_eq!(outcome.code(), Some(0), "{}", outcome.report());
     assert_eq!(outcome.events_named("unregistered").len(), 1);
     assert!(
-        kamailio.bindings("alice").is_empty(),
+        kamailio.bindings_gone("alice", Duration::from_secs(2)),
         "{}",
         kamailio.ul_dump()
     );
