@@ -155,3 +155,46 @@ fn baresip_dials_and_hangs_up_over_ctrl_tcp() {
         bob.report()
     );
 }
+
+/// The SiphonChild harness on a command that exists today (`register`):
+/// JSON events read with a deadline, stdin kept open, Ctrl-C delivered.
+#[test]
+fn siphon_child_reads_events_and_delivers_ctrl_c() {
+    if !peers(&["kamailio", "kamcmd"]) {
+        return;
+    }
+    let kamailio = Kamailio::start("MD5");
+    let user = format!("sip:alice@{}", kamailio.addr());
+    let mut alice = common::calls::SiphonChild::spawn(&[
+        "--json",
+        "register",
+        "--user",
+        &user,
+        "--password",
+        "alice-secret",
+        "--listen",
+        "127.0.0.1:0",
+        "--expires",
+        "60",
+    ]);
+    let registered = alice.expect_event("registered", Duration::from_secs(10));
+    assert_eq!(registered["expires"], 60, "{registered}");
+    assert_eq!(
+        kamailio.bindings("alice").len(),
+        1,
+        "{}",
+        kamailio.ul_dump()
+    );
+    // A key on stdin must not disturb it.
+    alice.keys("x");
+    assert!(alice.running());
+    alice.interrupt();
+    let outcome = alice.wait(Duration::from_secs(10));
+    assert_eq!(outcome.code(), Some(0), "{}", outcome.report());
+    outcome.assert_in_order(&["registered", "unregistered"]);
+    assert!(
+        kamailio.bindings("alice").is_empty(),
+        "{}",
+        kamailio.ul_dump()
+    );
+}

@@ -105,7 +105,8 @@ fn assert_ended(event: &Value, reason: &str, status: Option<u64>, siphon: &CallO
     }
 }
 
-/// `siphon listen --auto-answer <extra>`, SIPp `scenario` with `sipp_args`
+/// `siphon listen --auto-answer <extra>` (`extra` may give its own
+/// `--auto-answer=SECS`), SIPp `scenario` with `sipp_args`
 /// against it, then wait for siphon's "ended" events (`calls` of them) and
 /// stop siphon with SIGTERM (it must exit 0).
 fn sipp_calls_listener(
@@ -114,7 +115,10 @@ fn sipp_calls_listener(
     sipp_args: &[&str],
     calls: usize,
 ) -> (SippOutcome, CallOutcome) {
-    let mut args = vec!["--auto-answer"];
+    let mut args = Vec::new();
+    if !listen_extra.iter().any(|a| a.starts_with("--auto-answer")) {
+        args.push("--auto-answer");
+    }
     args.extend(listen_extra);
     let (mut phone, port) = SiphonChild::listen(&args);
     let sipp = sipp_caller(scenario, port).args(sipp_args).run();
