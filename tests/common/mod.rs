@@ -9,6 +9,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod calls;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
