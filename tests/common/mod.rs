@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod calls;
+pub mod media;
 
 use std::collections::HashSet;
 use std::fs;
