@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod driver;
+pub mod media;
 pub mod output;
 pub mod sdp;
 pub mod sip;
