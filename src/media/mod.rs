@@ -3,8 +3,15 @@
 //! an `Instant` or an RTP timestamp, buffers are allocated up front, and no function panics
 //! on any input.
 
+pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod plc;
 pub mod quality;
 pub mod stats;
+
+pub use dtmf::{DtmfDigit, DtmfPacket, DtmfReceiver, DtmfSender, TelephoneEvent};
+pub use jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
+pub use plc::Plc;
+pub use quality::{Codec, Quality, QualityInput};
+pub use stats::{NtpTime, ReceiverStats, ReportBlock, RtcpPacket};

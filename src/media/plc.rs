@@ -3,7 +3,7 @@
 //! Good frames go through [`Plc::good_frame`], lost ones are synthesised by
 //! [`Plc::conceal`]. As in Appendix I the output is delayed by a quarter of the longest pitch
 //! period (3.75 ms at 8 kHz, [`Plc::delay`]) so that the start of a loss can be blended into
-//! the last received samples before they are played (G.711 App. I §I.2.1). All buffers are
+//! the last received samples before they are played (G.711 App. I). All buffers are
 //! allocated in [`Plc::new`]; frames of any length are accepted.
 
 /// Shortest pitch period searched, 5 ms (G.711 App. I: 200 Hz).
@@ -107,7 +107,7 @@ impl Plc {
     }
 
     /// Takes a received frame and replaces it with the delayed output. After a loss the
-    /// start of the frame is cross-faded from the synthetic signal (App. I §I.2.4).
+    /// start of the frame is cross-faded from the synthetic signal (G.711 App. I).
     pub fn good_frame(&mut self, frame: &mut [i16]) {
         if self.in_loss {
             self.in_loss = false;
@@ -167,7 +167,7 @@ impl Plc {
         }
     }
 
-    /// First lost frame: pick the pitch and build a one-period buffer (App. I §I.2.2).
+    /// First lost frame: pick the pitch and build a one-period buffer (G.711 App. I).
     fn start_loss(&mut self) {
         self.in_loss = true;
         self.syn_pos = 0;
@@ -197,7 +197,7 @@ impl Plc {
         }
     }
 
-    /// After 10 and 20 ms of loss, repeat one more period (App. I §I.2.3).
+    /// After 10 and 20 ms of loss, repeat one more period (G.711 App. I).
     fn add_period(&mut self) {
         let q = self.poverlap;
         let save = self.poffset;

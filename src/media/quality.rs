@@ -87,7 +87,7 @@ pub fn delay_impairment(one_way: Duration) -> f64 {
     0.024 * d + if d > 177.3 { 0.11 * (d - 177.3) } else { 0.0 }
 }
 
-/// G.107 §7.4 effective equipment impairment with random loss (BurstR = 1):
+/// G.107 effective equipment impairment with random loss (BurstR = 1):
 /// `Ie + (95 - Ie) Ppl / (Ppl + Bpl)`.
 pub fn effective_equipment_impairment(codec: Codec, loss_percent: f64) -> f64 {
     let ppl = if loss_percent.is_nan() {
