@@ -15,10 +15,15 @@ log() { printf 'install-deps: %s\n' "$*"; }
 #   audio:  pulseaudio, pulseaudio-utils (pactl), libasound2-plugins (ALSA's
 #           pulse plugin), espeak-ng and sox (make and measure test sound)
 #   misc:   procps (`kill`, used by the test harness to stop peers)
-PACKAGES=(
+#
+# `scripts/install-deps.sh build` installs only what building siphon needs.
+BUILD_PACKAGES=(
     pkg-config
     libopus-dev
     libasound2-dev
+)
+PACKAGES=(
+    "${BUILD_PACKAGES[@]}"
     libasound2-plugins
     sip-tester
     kamailio
@@ -29,6 +34,10 @@ PACKAGES=(
     sox
     procps
 )
+
+if [[ ${1:-all} == build ]]; then
+    PACKAGES=("${BUILD_PACKAGES[@]}")
+fi
 
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

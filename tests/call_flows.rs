@@ -331,7 +331,11 @@ fn no_common_codec_gives_488() {
         Some((EndReason::MediaFailure, Some(488)))
     );
     // Bob never rang, but sees the call that came and why it ended.
-    assert!(!net.bob_events.iter().any(|(_, _, e)| *e == CallEvent::Ringing));
+    assert!(
+        !net.bob_events
+            .iter()
+            .any(|(_, _, e)| *e == CallEvent::Ringing)
+    );
     assert_eq!(net.bob_ended(), Some((EndReason::MediaFailure, Some(488))));
 }
 
