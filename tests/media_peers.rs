@@ -37,26 +37,33 @@ const SIPP_TIMEOUT: Duration = Duration::from_secs(30);
 // grows its delay by whole frames, so the recording slips by 20-80 ms and no
 // single lag fits all of it (measured here under load: global NCC down to
 // 0.54 for Opus with every 0.5 s piece intact). The segment NCC measures
-// whether the sound came through; slips are counted and bounded, and the
-// global NCC is printed beside it. On a quiet machine both are the same.
+// whether the sound came through; the slips and the global NCC are printed
+// beside it (not asserted: under load they measure the machine). On a quiet
+// machine both NCCs are the same and there is no slip. A jitter buffer that
+// slipped all the time would still fail: every slip costs part of a segment.
+// A stall also makes siphon conceal audio that had arrived (after a stall
+// the engine's timer catches up on playout before it reads the datagrams
+// queued on its RTP socket, which then count as late), and that can pull
+// even the segment NCC under the bar (0.86-0.88 measured for G.711): a call
+// whose recordings show such a mark (a slip, or a hole in an otherwise good
+// recording) and miss the bar is made again, up to ATTEMPTS calls; one that
+// misses it without such a mark fails at once.
 
 /// Segment NCC a G.711 recording must reach against its source. G.711 is a
 /// waveform codec (about 35 dB SNR on speech), so on a lossless loopback what
 /// is left is quantisation and two different resamplers (siphon's, sox's):
-/// measured 0.998 (PCMU and PCMA, both ways), 0.95 with a 100 ms stall.
+/// measured 0.998 (PCMU and PCMA, both ways) on a quiet machine, 0.95-0.98
+/// under load or with the receiver stopped (SIGSTOP) for 100 ms.
 const G711_MIN_NCC: f64 = 0.9;
 /// The same for Opus (32 kbit/s class, 48 kHz): a perceptual codec keeps the
 /// spectrum better than the waveform, so the bar is lower. Measured
-/// 0.93-0.95, 0.82-0.94 with stalls.
+/// 0.93-0.95 on a quiet machine, 0.82-0.94 under load.
 const OPUS_MIN_NCC: f64 = 0.8;
 /// SIPp's g711a.pcap as played by SIPp and recorded by siphon, against our
 /// own decoding of the pcap: the same A-law codes, so only siphon's playout
 /// (jitter buffer, 30 ms packets into its frames) can lower it. Measured
-/// 1.000.
+/// 1.000 over the pcap's span, 0.987 counting the recording around it.
 const PCAP_MIN_NCC: f64 = 0.9;
-/// Timeline slips allowed in one recording (see above); a clean run has 0,
-/// a stall 1 or 2.
-const MAX_SLIPS: usize = 3;
 /// Share of the recording's power at the tone's frequency (median over
 /// 100 ms blocks, `tone_ratio`). Measured 1.000.
 const TONE_MIN_RATIO: f64 = 0.8;
@@ -66,6 +73,9 @@ const MAX_LAG_SECS: f64 = 1.0;
 const MIN_OVERLAP_SECS: f64 = 1.5;
 const SEGMENT_SECS: f64 = 0.5;
 const SEGMENT_SPAN_SECS: f64 = 0.2;
+/// Calls made at most, when the recordings of a call show slips and miss
+/// the mark (see `with_attempts`).
+const ATTEMPTS: u32 = 3;
 
 /// What the caller says (espeak-ng, about 6 s: longer than the 4 s call).
 const CALLER_TEXT: &str = "This is the calling side of a siphon media test. \
@@ -95,8 +105,11 @@ struct Match {
 impl Match {
     fn describe(&self) -> String {
         format!(
-            "segment ncc {:.4}, global ncc {:.4} at lag {:.1} ms over {:.2} s, slips: {}",
+            "segment ncc {:.4} (median {:.4}, holes {}), global ncc {:.4} at lag {:.1} ms over \
+             {:.2} s, slips: {}",
             self.segmented.ncc,
+            self.segmented.median_ncc(),
+            self.segmented.holes(),
             self.global.ncc,
             self.global.lag_ms(self.rate),
             self.global.overlap as f64 / f64::from(self.rate),
@@ -104,16 +117,42 @@ impl Match {
         )
     }
 
-    /// Panics unless the segment NCC reaches `min_ncc` and there are at
-    /// most MAX_SLIPS slips; `context` goes into the message.
-    fn check(&self, label: &str, min_ncc: f64, context: &dyn Fn() -> String) {
-        assert!(
-            self.segmented.ncc >= min_ncc && self.segmented.slips <= MAX_SLIPS,
-            "{label}: the recording does not match what was sent (need segment ncc >= \
-             {min_ncc}, at most {MAX_SLIPS} slips): {}\n{}",
-            self.describe(),
-            context()
-        );
+    /// Ok if the segment NCC reaches `min_ncc`; else why not.
+    fn verdict(&self, label: &str, min_ncc: f64) -> Result<(), String> {
+        if self.segmented.ncc >= min_ncc {
+            Ok(())
+        } else {
+            Err(format!(
+                "{label}: the recording does not match what was sent (need segment ncc >= \
+                 {min_ncc}): {}",
+                self.describe()
+            ))
+        }
+    }
+}
+
+/// Run `attempt` (one call, measured) up to ATTEMPTS times: it returns Ok
+/// when the recordings pass, or Err((why, disturbed)) when they do not.
+/// Only a failed attempt whose recordings show the marks of a scheduling
+/// stall (see above: a slip, or a hole in an otherwise good recording) is
+/// tried again; a failure on an undisturbed run fails at once.
+fn with_attempts(what: &str, mut attempt: impl FnMut(u32) -> Result<(), (String, bool)>) {
+    for n in 1..=ATTEMPTS {
+        match attempt(n) {
+            Ok(()) => return,
+            Err((why, true)) if n < ATTEMPTS => {
+                eprintln!("{what}: attempt {n} disturbed by a stall, trying again: {why}");
+            }
+            Err((why, disturbed)) => panic!(
+                "{what}: attempt {n} of {ATTEMPTS} failed{}: {why}",
+                if disturbed {
+                    " (disturbed on every attempt: a loaded machine, or a jitter buffer \
+                     that slips or drops audio by itself)"
+                } else {
+                    " with no mark of a stall"
+                }
+            ),
+        }
     }
 }
 
@@ -229,6 +268,8 @@ fn finish_callee(mut callee: SiphonChild) -> CallOutcome {
 
 #[test]
 fn helpers_align_and_read_pcaps() {
+    // Heavy on the CPU for a moment: not beside a call.
+    let _serial = one_at_a_time();
     common::media::self_check();
     if !have_sipp() {
         return;
@@ -347,15 +388,38 @@ fn speech_both_ways(codec: &str, codec_name: &str, rate: u32, min_ncc: f64) {
     let dir = TempDir::new("media-speech");
     let caller_speech = make_speech(dir.path(), "caller-speech", CALLER_TEXT);
     let callee_speech = make_speech(dir.path(), "callee-speech", CALLEE_TEXT);
-    let caller_rec = dir.path().join("caller-rec.wav");
-    let callee_rec = dir.path().join("callee-rec.wav");
+    with_attempts(&format!("speech {codec}"), |n| {
+        speech_call(
+            dir.path(),
+            n,
+            [&caller_speech, &callee_speech],
+            codec,
+            codec_name,
+            rate,
+            min_ncc,
+        )
+    });
+}
 
+/// One call of `speech_both_ways`: the signalling and statistics checks
+/// panic; the recordings' verdict is returned (with whether they slipped).
+fn speech_call(
+    work: &Path,
+    attempt: u32,
+    [caller_speech, callee_speech]: [&Path; 2],
+    codec: &str,
+    codec_name: &str,
+    rate: u32,
+    min_ncc: f64,
+) -> Result<(), (String, bool)> {
+    let caller_rec = work.join(format!("caller-rec-{attempt}.wav"));
+    let callee_rec = work.join(format!("callee-rec-{attempt}.wav"));
     let (callee, port) = SiphonChild::listen(&[
         "--auto-answer",
         "--codecs",
         codec,
         "--audio-in",
-        &file_arg(&callee_speech),
+        &file_arg(callee_speech),
         "--audio-out",
         &file_arg(&callee_rec),
     ]);
@@ -367,39 +431,39 @@ fn speech_both_ways(codec: &str, codec_name: &str, rate: u32, min_ncc: f64) {
             "--duration",
             "4",
             "--audio-in",
-            &file_arg(&caller_speech),
+            &file_arg(caller_speech),
             "--audio-out",
             &file_arg(&caller_rec),
         ],
     );
     let caller = caller.wait(EXIT_WAIT);
     let callee = finish_callee(callee);
+    keep_artifacts(work, &format!("speech-{codec}"));
     assert_eq!(caller.code(), Some(0), "caller\n{}", caller.report());
     assert_answered_with(&caller, codec_name, "caller");
     assert_answered_with(&callee, codec_name, "callee");
-    keep_artifacts(dir.path(), &format!("speech-{codec}"));
     let caller_stats = assert_clean_stats(&caller, codec_name, "caller");
     let callee_stats = assert_clean_stats(&callee, codec_name, "callee");
 
-    let mut measured = Vec::new();
+    let mut verdicts = Vec::new();
     for (label, source, recording, own_source, outcome) in [
         (
             "caller to callee",
-            &caller_speech,
+            caller_speech,
             &callee_rec,
-            &callee_speech,
+            callee_speech,
             &callee,
         ),
         (
             "callee to caller",
-            &callee_speech,
+            callee_speech,
             &caller_rec,
-            &caller_speech,
+            caller_speech,
             &caller,
         ),
     ] {
-        let tag = label.replace(' ', "-");
-        let (matched, rec) = match_files(source, recording, dir.path(), &tag);
+        let tag = format!("{}-{attempt}", label.replace(' ', "-"));
+        let (matched, rec) = match_files(source, recording, work, &tag);
         assert_eq!(
             rec.rate,
             rate,
@@ -414,27 +478,41 @@ fn speech_both_ways(codec: &str, codec_name: &str, rate: u32, min_ncc: f64) {
             outcome.report()
         );
         // The control: the recording is not what this side itself played.
-        let (own, _) = match_files(own_source, recording, dir.path(), &format!("{tag}-own"));
+        let (own, _) = match_files(own_source, recording, work, &format!("{tag}-own"));
         eprintln!(
-            "{codec} {label}: {} (own speech: ncc {:.3}); recording {:.2} s at {} Hz, rms {:.0}",
+            "{codec} {label} (attempt {attempt}): {} (own speech: ncc {:.3}); recording {:.2} s \
+             at {} Hz, rms {:.0}",
             matched.describe(),
             own.global.ncc,
             rec.seconds(),
             rec.rate,
             rec.rms()
         );
-        measured.push((label, matched, own));
-    }
-    eprintln!("{codec} stats: caller {caller_stats}, callee {callee_stats}");
-    for (label, matched, own) in measured {
-        matched.check(&format!("{codec} {label}"), min_ncc, &|| {
-            format!("caller:\n{}\ncallee:\n{}", caller.report(), callee.report())
-        });
         assert!(
             own.global.ncc < 0.5 && own.segmented.ncc < 0.5,
             "{codec} {label}: the recording matches this side's own speech: {}",
             own.describe()
         );
+        verdicts.push((
+            matched.verdict(&format!("{codec} {label}"), min_ncc),
+            matched.segmented.disturbed(min_ncc),
+        ));
+    }
+    eprintln!("{codec} stats: caller {caller_stats}, callee {callee_stats}");
+    let disturbed = verdicts.iter().any(|(_, slipped)| *slipped);
+    let failures: Vec<String> = verdicts.into_iter().filter_map(|(v, _)| v.err()).collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err((
+            format!(
+                "{}\ncaller:\n{}\ncallee:\n{}",
+                failures.join("\n"),
+                caller.report(),
+                callee.report()
+            ),
+            disturbed,
+        ))
     }
 }
 
@@ -451,6 +529,71 @@ fn speech_both_ways_pcma() {
 #[test]
 fn speech_both_ways_opus() {
     speech_both_ways("opus", "opus", 48000, OPUS_MIN_NCC);
+}
+
+/// Known siphon bug, kept as a reproduction (run with `--ignored`): with a
+/// file source, `MediaSession::start` reads and resamples the whole WAV
+/// synchronously on siphon's single-threaded runtime (measured in a debug
+/// build, 200 OK to first RTP: ~65 ms to 8 kHz, ~170 ms to 48 kHz, for a
+/// 7 s clip at 16 kHz). A caller does that when the 200 arrives, while the
+/// callee's RTP is already flowing; the packets queue on its socket, reach
+/// the jitter buffer as one burst, and frames are dropped: the caller's
+/// recording of the callee misses 20-40 ms near the start. Here the callee's
+/// file is already at 8 kHz (it starts at once) and the caller's is at
+/// 16 kHz: 3 runs of 3 lost the start (lag of the first segment -16 or
+/// -36 ms, global NCC 0.59-0.85); with the caller's file at 8 kHz as well,
+/// 3 of 3 started at +3.75 ms, as in the other tests.
+#[test]
+#[ignore = "siphon bug: a file source blocks the runtime at call start and received audio loses frames"]
+fn file_source_does_not_cost_received_audio() {
+    let _serial = one_at_a_time();
+    if !have_sound_tools() {
+        return;
+    }
+    let dir = TempDir::new("media-file-start");
+    let caller_speech = make_speech(dir.path(), "caller-speech", CALLER_TEXT);
+    let callee_speech = make_speech(dir.path(), "callee-speech", CALLEE_TEXT);
+    let callee_8k = dir.path().join("callee-speech-8k.wav");
+    sox_resample(&callee_speech, 8000, &callee_8k);
+    let rec = dir.path().join("caller-rec.wav");
+    let (callee, port) = SiphonChild::listen(&[
+        "--auto-answer",
+        "--codecs",
+        "pcmu",
+        "--audio-in",
+        &file_arg(&callee_8k),
+    ]);
+    let caller = SiphonChild::call(
+        &format!("sip:callee@{LOOPBACK}:{port}"),
+        &[
+            "--codecs",
+            "pcmu",
+            "--duration",
+            "3",
+            "--audio-in",
+            &file_arg(&caller_speech),
+            "--audio-out",
+            &file_arg(&rec),
+        ],
+    );
+    let caller = caller.wait(EXIT_WAIT);
+    let _callee = finish_callee(callee);
+    keep_artifacts(dir.path(), "file-start");
+    assert_eq!(caller.code(), Some(0), "caller\n{}", caller.report());
+    let (matched, _) = match_files(&callee_8k, &rec, dir.path(), "file-start");
+    let first = matched.segmented.segments.iter().find(|s| s.sound).copied();
+    eprintln!(
+        "file source, callee to caller: {}; first segment {first:?}",
+        matched.describe()
+    );
+    assert!(
+        matched.global.ncc >= G711_MIN_NCC
+            && matched.segmented.slips == 0
+            && first.is_some_and(|f| f.lag >= 0),
+        "the caller's recording lost audio at the start (a negative lag: the start of what \
+         the callee sent is missing): {}; first segment {first:?}",
+        matched.describe()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -538,9 +681,20 @@ fn sipp_pcap_pcma_is_recorded() {
     let packets = pcap_rtp_packets(&pcap);
     let reference = g711_audio(&packets, 8, decode_alaw);
     let sent = packets.iter().filter(|p| p.payload_type == 8).count() as u64;
-
     let dir = TempDir::new("media-pcap-pcma");
-    let rec = dir.path().join("rec.wav");
+    with_attempts("g711a.pcap", |attempt| {
+        pcap_call(dir.path(), attempt, &reference, sent)
+    });
+}
+
+/// One call of `sipp_pcap_pcma_is_recorded` (see `speech_call`).
+fn pcap_call(
+    work: &Path,
+    attempt: u32,
+    reference: &Sound,
+    sent: u64,
+) -> Result<(), (String, bool)> {
+    let rec = work.join(format!("rec-{attempt}.wav"));
     let (callee, port) = SiphonChild::listen(&[
         "--auto-answer",
         "--codecs",
@@ -556,7 +710,7 @@ fn sipp_pcap_pcma_is_recorded() {
         .args(&["-mp", &media.to_string()])
         .run();
     let callee = finish_callee(callee);
-    keep_artifacts(dir.path(), "pcap-pcma");
+    keep_artifacts(work, "pcap-pcma");
     assert!(
         sipp.success(),
         "SIPp:\n{}\n\nsiphon:\n{}",
@@ -573,17 +727,22 @@ fn sipp_pcap_pcma_is_recorded() {
 
     let sound = read_mono(&rec);
     assert_eq!(sound.rate, 8000, "recording rate");
-    let matched = match_sounds(&reference, &sound, "g711a.pcap");
+    let matched = match_sounds(reference, &sound, "g711a.pcap");
     eprintln!(
-        "g711a.pcap via SIPp: {}; reference {:.2} s, recording {:.2} s, rms {:.0} (reference \
-         {:.0}); stats {stats}",
+        "g711a.pcap via SIPp (attempt {attempt}): {}; reference {:.2} s, recording {:.2} s, rms \
+         {:.0} (reference {:.0}); stats {stats}",
         matched.describe(),
         reference.seconds(),
         sound.seconds(),
         sound.rms(),
         reference.rms()
     );
-    matched.check("g711a.pcap", PCAP_MIN_NCC, &|| callee.report());
+    matched.verdict("g711a.pcap", PCAP_MIN_NCC).map_err(|why| {
+        (
+            format!("{why}\n{}", callee.report()),
+            matched.segmented.disturbed(PCAP_MIN_NCC),
+        )
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -291,9 +291,10 @@ pub struct Segmented {
     /// energies x sum of their source energies): the global NCC when every
     /// segment has the same lag.
     pub ncc: f64,
-    /// Each segment: start in the recording (samples), lag, NCC, and
-    /// whether it carries sound (no more than 12 dB below the mean power,
-    /// and NCC >= 0.5) and so counts for slips.
+    /// Each segment: start in the recording (samples), lag, NCC, whether
+    /// it is loud (no more than 12 dB below the mean power) and whether it
+    /// carries sound that matches (loud and NCC >= 0.5), which is what
+    /// counts for slips.
     pub segments: Vec<Segment>,
     /// Changes of lag by more than 1 ms between consecutive segments with
     /// sound: timeline slips (frames inserted or dropped).
@@ -305,10 +306,38 @@ pub struct Segment {
     pub start: usize,
     pub lag: isize,
     pub ncc: f64,
+    pub loud: bool,
     pub sound: bool,
 }
 
 impl Segmented {
+    /// Loud segments that match nothing (NCC < 0.5): holes.
+    pub fn holes(&self) -> usize {
+        self.segments.iter().filter(|s| s.loud && !s.sound).count()
+    }
+
+    /// The median NCC of the loud segments (0 if none).
+    pub fn median_ncc(&self) -> f64 {
+        let mut v: Vec<f64> = self
+            .segments
+            .iter()
+            .filter(|s| s.loud)
+            .map(|s| s.ncc)
+            .collect();
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    }
+
+    /// Whether the recording shows the marks of a transient disturbance (a
+    /// stall of a process): a slip, or a hole in a recording whose
+    /// segments otherwise reach `min_ncc` (the median does).
+    pub fn disturbed(&self, min_ncc: f64) -> bool {
+        self.slips > 0 || (self.holes() > 0 && self.median_ncc() >= min_ncc)
+    }
+
     /// "+20.0 ms at 2.10 s, ..." (the lag changes), for messages.
     pub fn slip_list(&self, rate: u32) -> String {
         let ms = |lag: isize| lag as f64 * 1000.0 / f64::from(rate);
@@ -361,6 +390,21 @@ pub fn align_segments(
         let w0 = lo.clamp(0, source.len() as isize);
         let w1 = hi.clamp(w0, source.len() as isize);
         let er_piece: f64 = piece.iter().map(|x| x * x).sum();
+        // Where the global lag puts the piece in the source: [m0, m1).
+        let m0 = (start as isize - global.lag).clamp(0, source.len() as isize);
+        let m1 = ((start + piece.len()) as isize - global.lag).clamp(m0, source.len() as isize);
+        if ((m1 - m0) as usize) < piece.len() / 2 {
+            // At an end of the source: judged at the global lag only, and
+            // never a hole or a slip.
+            let n0 = (m0 + global.lag - start as isize).clamp(0, piece.len() as isize) as usize;
+            let inside = &piece[n0..(n0 + (m1 - m0) as usize).min(piece.len())];
+            let theirs = &source[m0 as usize..m1 as usize];
+            corr += inside.iter().zip(theirs).map(|(a, b)| a * b).sum::<f64>();
+            er_sum += er_piece;
+            es_sum += theirs.iter().map(|x| x * x).sum::<f64>();
+            start += segment;
+            continue;
+        }
         let window = &source[w0 as usize..w1 as usize];
         match align(window, piece, window.len() + piece.len(), piece.len() / 2) {
             Some(a) => {
@@ -375,16 +419,26 @@ pub fn align_segments(
                 // What of the piece has no source beside it counts as unmatched.
                 er_sum += er_piece;
                 es_sum += es;
-                let sound = er_piece / piece.len() as f64 >= mean_power / 16.0 && a.ncc >= 0.5;
+                let loud = er_piece / piece.len() as f64 >= mean_power / 16.0;
                 segments.push(Segment {
                     start,
                     lag,
                     ncc: a.ncc,
-                    sound,
+                    loud,
+                    sound: loud && a.ncc >= 0.5,
                 });
             }
             // Sound where the source is silent or absent: nothing matches it.
-            None => er_sum += er_piece,
+            None => {
+                er_sum += er_piece;
+                segments.push(Segment {
+                    start,
+                    lag: global.lag,
+                    ncc: 0.0,
+                    loud: er_piece / piece.len() as f64 >= mean_power / 16.0,
+                    sound: false,
+                });
+            }
         }
         start += segment;
     }
@@ -456,6 +510,7 @@ pub fn self_check() {
     assert!(g.ncc < 0.9, "{g:?}");
     assert!(s.ncc > 0.97, "{s:?}");
     assert_eq!(s.slips, 1, "{s:?}");
+    assert!(s.disturbed(0.9) && s.holes() == 0, "{s:?}");
     assert!(
         s.slip_list(8000).contains("20.0 ms"),
         "{}",
@@ -476,6 +531,16 @@ pub fn self_check() {
         800,
     );
     assert_eq!(none.slips, 0, "{none:?}");
+    assert!(!none.disturbed(0.9), "{none:?}");
+    // A hole: 0.25 s of noise in place of the signal, the rest intact.
+    let mut holed = long[..20000].to_vec();
+    for (n, x) in holed[10000..12000].iter_mut().enumerate() {
+        *x = 6000.0 * ((n * 7919 % 113) as f64 / 56.0 - 1.0);
+    }
+    let h = align(&long, &holed, 10, 8000).expect("an alignment");
+    let h = align_segments(&long, &holed, 8000, &h, 2000, 800);
+    assert_eq!((h.slips, h.holes()), (0, 1), "{h:?}");
+    assert!(h.disturbed(0.9), "{h:?}");
     assert!(none.ncc > 0.999, "{none:?}");
 }
 
