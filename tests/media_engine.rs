@@ -89,11 +89,31 @@ fn start_echo(
     .expect("session starts")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A scratch directory, removed on drop unless the test is failing (then it is kept for
+/// a look at the recordings).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("siphon-media-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// Synthetic speech-like signal: harmonics of a gliding pitch with a syllable envelope.
@@ -136,9 +156,15 @@ fn write_wav(path: &Path, samples: &[f32], rate: u32, channels: u16) {
 fn speech_wav() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = temp_dir("speech");
-        let raw = dir.join("espeak.wav");
-        let out = dir.join("speech16k.wav");
+        // Shared by all runs (same text, same tools): made once, moved into place whole.
+        let dir = std::env::temp_dir().join("siphon-media-speech");
+        std::fs::create_dir_all(&dir).unwrap();
+        let done = dir.join("speech16k.wav");
+        if hound::WavReader::open(&done).is_ok() {
+            return done;
+        }
+        let raw = dir.join(format!("espeak-{}.wav", std::process::id()));
+        let out = dir.join(format!("speech16k-{}.wav", std::process::id()));
         let made = std::process::Command::new("espeak-ng")
             .args(["-s", "150", "-w"])
             .arg(&raw)
@@ -155,7 +181,9 @@ fn speech_wav() -> &'static Path {
             eprintln!("NOTE: espeak-ng/sox unavailable: using a synthetic speech-like signal");
             write_wav(&out, &synthetic_speech(16000, 3.0), 16000, 2);
         }
-        out
+        let _ = std::fs::remove_file(&raw);
+        std::fs::rename(&out, &done).unwrap();
+        done
     })
 }
 
@@ -493,6 +521,7 @@ impl Drop for Relay {
 // ---------------------------------------------------------------------------------------
 
 struct Transfer {
+    _dir: TempDir,
     recording: PathBuf,
     a: MediaStats,
     b: MediaStats,
@@ -528,6 +557,7 @@ async fn transfer(codec: CodecChoice, impairment: Option<Impairment>, name: &str
     let b = b.stop().await;
     let relay = relay.map(|r| r.counts());
     Transfer {
+        _dir: dir,
         recording,
         a,
         b,
@@ -1204,13 +1234,18 @@ fn pulse_child_tone() {
         let (st, sp) = (Sockets::bind(), Sockets::bind());
         let nt = negotiated(CodecChoice::Pcmu, sp.rtp_addr(), sp.rtcp_addr());
         let np = negotiated(CodecChoice::Pcmu, st.rtp_addr(), st.rtcp_addr());
-        // C (captures the default source, vsink.monitor) -> R (records), PCMA: 48 -> 8 kHz.
+        // C (captures vsink.monitor, by name) -> R (records), PCMA: 48 -> 8 kHz.
         let (sc, sr) = (Sockets::bind(), Sockets::bind());
         let nc = negotiated(CodecChoice::Pcma, sr.rtp_addr(), sr.rtcp_addr());
         let nr = negotiated(CodecChoice::Pcma, sc.rtp_addr(), sc.rtcp_addr());
         let t = start(st, nt, AudioSource::Tone(440.0), AudioSink::Null);
         let mut p = start(sp, np, AudioSource::Silence, AudioSink::Device(None));
-        let mut c = start(sc, nc, AudioSource::Device(None), AudioSink::Null);
+        let mut c = start(
+            sc,
+            nc,
+            AudioSource::Device(Some("vsink.monitor".into())),
+            AudioSink::Null,
+        );
         let r = start(
             sr,
             nr,
