@@ -14,12 +14,16 @@ log() { printf 'install-deps: %s\n' "$*"; }
 #           baresip-core (a second softphone)
 #   audio:  pulseaudio, pulseaudio-utils (pactl), libasound2-plugins (ALSA's
 #           pulse plugin), espeak-ng and sox (make and measure test sound)
-#   debug:  tshark (decode captured SIP/RTP)
 #   misc:   procps (`kill`, used by the test harness to stop peers)
-PACKAGES=(
+#
+# `scripts/install-deps.sh build` installs only what building siphon needs.
+BUILD_PACKAGES=(
     pkg-config
     libopus-dev
     libasound2-dev
+)
+PACKAGES=(
+    "${BUILD_PACKAGES[@]}"
     libasound2-plugins
     sip-tester
     kamailio
@@ -28,9 +32,12 @@ PACKAGES=(
     pulseaudio-utils
     espeak-ng
     sox
-    tshark
     procps
 )
+
+if [[ ${1:-all} == build ]]; then
+    PACKAGES=("${BUILD_PACKAGES[@]}")
+fi
 
 is_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'

@@ -45,6 +45,11 @@ pub enum Command {
     Call(CallArgs),
     /// Wait for calls (registered with --user, or peer to peer at --listen).
     Listen(ListenArgs),
+    /// Call an echo answering side inside this process over loopback, with a tone: the
+    /// whole SIP and RTP path, no server or sound card needed.
+    Demo(DemoArgs),
+    /// List the audio input and output devices.
+    Devices,
 }
 
 /// Account options shared by the commands that talk to a server.
@@ -107,6 +112,18 @@ pub struct MediaArgs {
     /// UDP port range for RTP, one port per call (RTCP on the next one).
     #[arg(long, value_name = "LO-HI", default_value = "16384-32767")]
     pub rtp_ports: String,
+    /// What we send: device[:NAME], file:PATH.wav, tone:HZ or silence.
+    #[arg(long, value_name = "SRC", default_value = "device")]
+    pub audio_in: String,
+    /// Where received audio goes: device[:NAME], file:PATH.wav or null.
+    #[arg(long, value_name = "SINK", default_value = "device")]
+    pub audio_out: String,
+    /// Send the received audio back (an echo test line).
+    #[arg(long)]
+    pub echo: bool,
+    /// DTMF digits (0-9 * # A-D) to send after the answer (RFC 4733).
+    #[arg(long, value_name = "DIGITS")]
+    pub dtmf: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -141,4 +158,20 @@ pub struct ListenArgs {
     /// With --user: the registration expiry to ask for (default 3600).
     #[arg(long, value_name = "SECS")]
     pub expires: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The codec of the call: opus, pcmu or pcma.
+    #[arg(long, default_value = "opus")]
+    pub codec: String,
+    /// What we send: tone:HZ, device[:NAME], file:PATH.wav or silence.
+    #[arg(long, value_name = "SRC", default_value = "tone:440")]
+    pub audio_in: String,
+    /// Where the echo goes: null, device[:NAME] or file:PATH.wav.
+    #[arg(long, value_name = "SINK", default_value = "null")]
+    pub audio_out: String,
+    /// Length of the call once answered, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "6")]
+    pub duration: f64,
 }

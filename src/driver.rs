@@ -21,6 +21,8 @@ pub struct Driver {
     buffer: Vec<u8>,
     /// A datagram taken from the core but not yet sent (kept if a send is cancelled).
     pending: Option<Transmit>,
+    /// Report each SIP message's first line (the call flow, for `siphon demo`).
+    flow: Option<crate::output::Reporter>,
 }
 
 impl Driver {
@@ -31,7 +33,13 @@ impl Driver {
             sip_trace,
             buffer: vec![0; RECV_BUFFER],
             pending: None,
+            flow: None,
         }
+    }
+
+    /// Reports one line per SIP message sent or received.
+    pub fn show_flow(&mut self, reporter: crate::output::Reporter) {
+        self.flow = Some(reporter);
     }
 
     /// Runs the user agent until it has an event for us. Cancel-safe: dropping the future
@@ -57,6 +65,9 @@ impl Driver {
                             if self.sip_trace {
                                 trace("received from", source, data);
                             }
+                            if let Some(reporter) = self.flow {
+                                show_flow(reporter, "in", source, data);
+                            }
                             self.ua.handle_datagram(Instant::now(), data, source);
                         }
                         // ICMP port unreachable and the like surface here on some systems.
@@ -80,6 +91,9 @@ impl Driver {
             if self.sip_trace {
                 trace("sent to", transmit.destination, &transmit.data);
             }
+            if let Some(reporter) = self.flow {
+                show_flow(reporter, "out", transmit.destination, &transmit.data);
+            }
             if let Err(e) = self
                 .socket
                 .send_to(&transmit.data, transmit.destination)
@@ -92,6 +106,24 @@ impl Driver {
             self.pending = None;
         }
     }
+}
+
+fn show_flow(
+    reporter: crate::output::Reporter,
+    direction: &'static str,
+    peer: SocketAddr,
+    data: &[u8],
+) {
+    if crate::sip::message::is_keepalive(data) {
+        return;
+    }
+    let text = String::from_utf8_lossy(data);
+    let first_line = text.lines().next().unwrap_or_default().to_string();
+    reporter.emit(&crate::output::Event::SipMessage {
+        direction,
+        peer: peer.to_string(),
+        first_line,
+    });
 }
 
 fn trace(what: &str, peer: SocketAddr, data: &[u8]) {

@@ -12,6 +12,19 @@ pub enum Event {
     Listening {
         address: String,
     },
+    /// A SIP message sent (`out`) or received (`in`): the call flow, in `siphon demo`.
+    SipMessage {
+        direction: &'static str,
+        peer: String,
+        first_line: String,
+    },
+    /// What `siphon demo` measured, at its end.
+    DemoResult {
+        codec: String,
+        answered: bool,
+        stats: Option<CallStats>,
+        verdict: String,
+    },
     Registered {
         expires: u32,
         contact: String,
@@ -61,13 +74,79 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         status: Option<u16>,
         duration_s: f64,
+        /// What the media measured, when media flowed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stats: Option<CallStats>,
     },
+}
+
+/// RTP statistics of a call and its quality estimate (ITU-T G.107, simplified).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallStats {
+    pub codec: String,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub packets_lost: u64,
+    pub jitter_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    pub mos: f64,
+}
+
+impl From<crate::media::MediaStats> for CallStats {
+    fn from(s: crate::media::MediaStats) -> CallStats {
+        CallStats {
+            codec: s.codec,
+            packets_sent: s.packets_sent,
+            packets_received: s.packets_received,
+            packets_lost: s.packets_lost,
+            jitter_ms: round(s.jitter_ms, 2),
+            rtt_ms: s.rtt_ms.map(|r| round(r, 2)),
+            mos: round(s.mos, 2),
+        }
+    }
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+impl CallStats {
+    fn plain(&self) -> String {
+        let rtt = self
+            .rtt_ms
+            .map_or("not measured".to_string(), |r| format!("{r:.1} ms"));
+        format!(
+            "{}: sent {} received {} lost {} packets, jitter {:.1} ms, round trip {}, MOS {:.2}",
+            self.codec,
+            self.packets_sent,
+            self.packets_received,
+            self.packets_lost,
+            self.jitter_ms,
+            rtt,
+            self.mos
+        )
+    }
 }
 
 impl Event {
     fn plain(&self) -> String {
         match self {
             Event::Listening { address } => format!("listening on {address}"),
+            Event::SipMessage {
+                direction,
+                first_line,
+                ..
+            } => {
+                let arrow = if *direction == "out" {
+                    "  -->"
+                } else {
+                    "  <--"
+                };
+                format!("{arrow} {first_line}")
+            }
+            Event::DemoResult { verdict, .. } => verdict.clone(),
             Event::Registered { expires, contact } => {
                 format!("registered {contact} for {expires} s")
             }
@@ -95,11 +174,19 @@ impl Event {
                 reason,
                 status,
                 duration_s,
+                stats,
                 ..
-            } => match status {
-                Some(s) => format!("call ended: {reason} ({s}) after {duration_s:.1} s"),
-                None => format!("call ended: {reason} after {duration_s:.1} s"),
-            },
+            } => {
+                let mut line = match status {
+                    Some(s) => format!("call ended: {reason} ({s}) after {duration_s:.1} s"),
+                    None => format!("call ended: {reason} after {duration_s:.1} s"),
+                };
+                if let Some(stats) = stats {
+                    line.push_str("\n  ");
+                    line.push_str(&stats.plain());
+                }
+                line
+            }
         }
     }
 }

@@ -120,9 +120,10 @@ fn kamailio_md5_register_unregister_and_wrong_password_with_sipp() {
     let run = sipp_register(&kamailio, port, "alice", "alice-secret", 0);
     assert!(run.success(), "{}", run.report());
     assert!(
-        kamailio.bindings("alice").is_empty(),
-        "{}",
-        kamailio.ul_dump()
+        kamailio.bindings_gone("alice", Duration::from_secs(2)),
+        "{}\n{}",
+        kamailio.ul_dump(),
+        run.report()
     );
 
     // A wrong password is challenged again: SIPp sees 401 instead of 200.

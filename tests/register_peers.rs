@@ -105,7 +105,7 @@ fn kamailio_register_cycle(algorithm: &str) {
         outcome.report()
     );
     assert!(
-        kamailio.bindings("alice").is_empty(),
+        kamailio.bindings_gone("alice", Duration::from_secs(2)),
         "alice still bound after unregistering ({algorithm}):\n{}",
         kamailio.ul_dump()
     );
@@ -328,4 +328,120 @@ fn register_sipp_403_forbidden_fails() {
     assert!(siphon.events_named("registered").is_empty(), "{report}");
     assert!(!siphon.stderr.trim().is_empty(), "{report}");
     assert!(sipp.success(), "{report}");
+}
+
+/// SIGTERM (a service manager stopping siphon) unregisters before exit; the password comes
+/// from the environment; nothing siphon prints, even with `-vv --sip-trace`, holds it.
+#[test]
+fn sigterm_unregisters_and_the_password_never_shows() {
+    if !peers(&["kamailio", "kamcmd"]) {
+        return;
+    }
+    let kamailio = Kamailio::start("MD5");
+    let user = format!("sip:alice@{}", kamailio.addr());
+    let mut siphon = SiphonProcess::spawn_with_env(
+        &[
+            "--json",
+            "-vv",
+            "--sip-trace",
+            "register",
+            "--user",
+            &user,
+            "--listen",
+            "127.0.0.1:0",
+            "--expires",
+            "60",
+        ],
+        &[("SIPHON_PASSWORD", "alice-secret")],
+    );
+    assert!(
+        siphon
+            .wait_for_event("registered", Duration::from_secs(10))
+            .is_some(),
+        "not registered with the password from SIPHON_PASSWORD:\n{}",
+        siphon.stderr_so_far()
+    );
+    assert_eq!(kamailio.bindings("alice").len(), 1);
+    siphon.signal("TERM");
+    let outcome = siphon.wait(Duration::from_secs(10));
+    assert_eq!(outcome.code(), Some(0), "{}", outcome.report());
+    assert_eq!(
+        outcome.events_named("unregistered").len(),
+        1,
+        "{}",
+        outcome.report()
+    );
+    assert!(
+        kamailio.bindings_gone("alice", Duration::from_secs(2)),
+        "{}",
+        kamailio.ul_dump()
+    );
+    let everything = format!("{}{}", outcome.report(), outcome.stderr);
+    assert!(
+        everything.contains("Authorization: Digest"),
+        "the trace shows the SIP messages"
+    );
+    assert!(
+        !everything.contains("alice-secret"),
+        "the password leaked:\n{everything}"
+    );
+}
+
+/// Ctrl-C (SIGINT) unregisters too; the password comes from --password-file.
+#[test]
+fn ctrl_c_unregisters_with_password_file() {
+    if !peers(&["kamailio", "kamcmd"]) {
+        return;
+    }
+    let kamailio = Kamailio::start("SHA-256");
+    let dir = common::TempDir::new("siphon-pw");
+    let file = dir.path().join("password");
+    std::fs::write(&file, "alice-secret\n").unwrap();
+    let user = format!("sip:alice@{}", kamailio.addr());
+    let mut siphon = SiphonProcess::spawn(&[
+        "--json",
+        "register",
+        "--user",
+        &user,
+        "--password-file",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        siphon
+            .wait_for_event("registered", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        siphon.stderr_so_far()
+    );
+    siphon.signal("INT");
+    let outcome = siphon.wait(Duration::from_secs(10));
+    assert_eq!(outcome.code(), Some(0), "{}", outcome.report());
+    assert_eq!(outcome.events_named("unregistered").len(), 1);
+    assert!(
+        kamailio.bindings_gone("alice", Duration::from_secs(2)),
+        "{}",
+        kamailio.ul_dump()
+    );
+}
+
+/// A usage error exits 2 with a one-line reason, before any network traffic.
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["register"][..],
+        &["register", "--user", "not a uri"][..],
+        &[
+            "register",
+            "--user",
+            "sip:a@127.0.0.1",
+            "--listen",
+            "nonsense",
+        ][..],
+        &["register", "--bogus-flag"][..],
+    ] {
+        let outcome = SiphonProcess::spawn(args).wait(Duration::from_secs(10));
+        assert_eq!(outcome.code(), Some(2), "{args:?}: {}", outcome.report());
+    }
 }

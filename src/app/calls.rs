@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::media::{CallMedia, MediaPlan};
 use super::{
     Account, Failure, Outcome, USER_AGENT, report_registration, resolve_account, runtime,
     stop_signal, usage,
 };
 use crate::cli::{CallArgs, Cli, ListenArgs, MediaArgs};
 use crate::config::ConfigFile;
-use crate::driver::{Driver, RtpSockets, bind, bind_rtp_pair, parse_port_range, resolve};
-use crate::output::{Event, Reporter};
+use crate::driver::{Driver, bind, bind_rtp_pair, parse_port_range, resolve};
+use crate::output::{CallStats, Event, Reporter};
 use crate::sdp::{CodecChoice, Direction, LocalMediaConfig, NegotiatedMedia};
 use crate::sip::call::{CallEvent, EndReason, OutgoingCall};
 use crate::sip::headers::NameAddr;
@@ -65,9 +66,9 @@ impl MediaOptions {
 struct CallSlot {
     call_id: String,
     answered_at: Option<Instant>,
-    /// The RTP port pair reserved for the call; media flows on it.
-    rtp: Option<RtpSockets>,
+    media: CallMedia,
     ringing_since: Instant,
+    muted: bool,
 }
 
 /// Keys from the terminal (raw mode) or lines on a piped stdin, one char each.
@@ -134,12 +135,14 @@ fn codec_name(media: &NegotiatedMedia) -> String {
         .replace("OPUS", "opus")
 }
 
-/// Reports a call event; returns the reason and status when the call ended.
+/// Reports a call event and drives its media; returns the reason and status when the call
+/// ended (then [`finish_call`] reports it).
 fn report_call(
     reporter: Reporter,
     slot: &mut CallSlot,
     event: &CallEvent,
     now: Instant,
+    plan: &MediaPlan,
 ) -> Option<(EndReason, Option<u16>)> {
     let call_id = slot.call_id.clone();
     match event {
@@ -149,20 +152,24 @@ fn report_call(
             to: to.clone(),
         }),
         CallEvent::Ringing => reporter.emit(&Event::Ringing { call_id }),
-        CallEvent::EarlyMedia(media) => reporter.emit(&Event::EarlyMedia {
-            call_id,
-            codec: codec_name(media),
-            remote_rtp: media.remote_rtp.to_string(),
-        }),
+        CallEvent::EarlyMedia(media) => {
+            slot.media.apply(media, plan);
+            reporter.emit(&Event::EarlyMedia {
+                call_id,
+                codec: codec_name(media),
+                remote_rtp: media.remote_rtp.to_string(),
+            })
+        }
         CallEvent::Answered(media) => {
             slot.answered_at = Some(now);
+            slot.media.apply(media, plan);
             reporter.emit(&Event::Answered {
                 call_id,
                 codec: codec_name(media),
                 remote_rtp: media.remote_rtp.to_string(),
             })
         }
-        CallEvent::MediaUpdated(_) => {}
+        CallEvent::MediaUpdated(media) => slot.media.apply(media, plan),
         CallEvent::Held { by_remote } => reporter.emit(&Event::Held {
             call_id,
             by: if *by_remote { "remote" } else { "local" },
@@ -175,22 +182,54 @@ fn report_call(
             call_id,
             digit: digit.to_string(),
         }),
-        CallEvent::Ended { reason, status } => {
-            let duration_s = slot
-                .answered_at
-                .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
-            reporter.emit(&Event::Ended {
-                call_id,
-                reason: reason.as_str(),
-                status: *status,
-                duration_s: (duration_s * 1000.0).round() / 1000.0,
-            });
-            slot.rtp = None;
-            return Some((*reason, *status));
-        }
+        CallEvent::Ended { reason, status } => return Some((*reason, *status)),
     }
     None
 }
+
+/// Stops the call's media and reports the end with what the media measured.
+async fn finish_call(
+    reporter: Reporter,
+    slot: &mut CallSlot,
+    reason: EndReason,
+    status: Option<u16>,
+    now: Instant,
+) {
+    let duration_s = slot
+        .answered_at
+        .map_or(0.0, |t| now.duration_since(t).as_secs_f64());
+    let stats = slot.media.stop().await.map(CallStats::from);
+    reporter.emit(&Event::Ended {
+        call_id: slot.call_id.clone(),
+        reason: reason.as_str(),
+        status,
+        duration_s: (duration_s * 1000.0).round() / 1000.0,
+        stats,
+    });
+}
+
+/// Keys that act on a call's media: DTMF digits and `m` (mute).
+fn media_key(slot: &mut CallSlot, key: char) -> bool {
+    match key {
+        '0'..='9' | '*' | '#' | 'A'..='D' => {
+            slot.media.send_dtmf(&key.to_string());
+            true
+        }
+        'm' => {
+            slot.muted = !slot.muted;
+            slot.media.set_mute(slot.muted);
+            eprintln!(
+                "siphon: microphone {}",
+                if slot.muted { "muted" } else { "on" }
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+/// How often the commands look for media events (received DTMF and the like).
+const MEDIA_POLL: Duration = Duration::from_millis(50);
 
 /// `call` targets: a full URI, or a bare user name at the account's domain.
 fn parse_target(text: &str, account: Option<&Account>) -> Result<Uri, Failure> {
@@ -209,10 +248,6 @@ fn parse_target(text: &str, account: Option<&Account>) -> Result<Uri, Failure> {
     let mut uri = SipUri::new(Some(text), account.aor.host.clone(), account.aor.port);
     uri.secure = account.aor.secure;
     Ok(Uri::Sip(uri))
-}
-
-fn timers_ok(timers: TimerConfig) -> TimerConfig {
-    timers
 }
 
 fn local_identity(account: Option<&Account>, local: SocketAddr) -> (NameAddr, SipUri) {
@@ -236,6 +271,7 @@ pub async fn call(
 ) -> Outcome {
     let account = resolve_account(&args.account, config, false)?;
     let media_options = MediaOptions::from_args(&args.media)?;
+    let plan = MediaPlan::from_args(&args.media)?;
     if let Some(d) = args.duration
         && !(d.is_finite() && d >= 0.0)
     {
@@ -267,7 +303,7 @@ pub async fn call(
     let mut ua = UserAgent::new(UaConfig {
         local_addr: local,
         user_agent: USER_AGENT.to_string(),
-        timers: timers_ok(timers),
+        timers,
         policy: UasPolicy::default(),
         incoming: None,
     });
@@ -292,9 +328,11 @@ pub async fn call(
     let mut slot = CallSlot {
         call_id,
         answered_at: None,
-        rtp: Some(rtp),
+        media: CallMedia::reserved(rtp),
         ringing_since: Instant::now(),
+        muted: false,
     };
+    let mut media_poll = tokio::time::interval(MEDIA_POLL);
     let mut driver = Driver::new(socket, ua, cli.sip_trace);
     let mut keys = Keys::start();
     let stop = stop_signal(None);
@@ -316,7 +354,8 @@ pub async fn call(
                 {
                     hangup_at = Some(now + Duration::from_secs_f64(d));
                 }
-                if let Some((reason, status)) = report_call(reporter, &mut slot, &event, now) {
+                if let Some((reason, status)) = report_call(reporter, &mut slot, &event, now, &plan) {
+                    finish_call(reporter, &mut slot, reason, status, now).await;
                     return call_outcome(reason, status, slot.answered_at.is_some(), user_ended);
                 }
             }
@@ -332,9 +371,12 @@ pub async fn call(
                         let held = driver.ua.call(handle).is_some_and(|c| c.is_held_locally());
                         driver.ua.set_hold(now, handle, !held);
                     }
-                    _ => {}
+                    other => {
+                        media_key(&mut slot, other);
+                    }
                 }
             }
+            _ = media_poll.tick() => slot.media.report_events(reporter, &slot.call_id),
             _ = sleep => {
                 let now = Instant::now();
                 if quit_deadline.is_some_and(|t| t <= now) {
@@ -394,6 +436,7 @@ pub async fn listen(
 ) -> Outcome {
     let account = resolve_account(&args.account, config, false)?;
     let media_options = MediaOptions::from_args(&args.media)?;
+    let plan = MediaPlan::from_args(&args.media)?;
     if let Some(a) = args.auto_answer
         && !(a.is_finite() && a >= 0.0)
     {
@@ -455,6 +498,7 @@ pub async fn listen(
     let mut slots: HashMap<CallHandle, CallSlot> = HashMap::new();
     let mut answer_at: BTreeMap<(Instant, CallHandle), ()> = BTreeMap::new();
     let mut quit_deadline: Option<Instant> = None;
+    let mut media_poll = tokio::time::interval(MEDIA_POLL);
 
     loop {
         let wake = answer_at
@@ -474,15 +518,17 @@ pub async fn listen(
                         let slot = slots.entry(handle).or_insert_with(|| CallSlot {
                             call_id,
                             answered_at: None,
-                            rtp: None,
+                            media: CallMedia::default(),
                             ringing_since: now,
+                            muted: false,
                         });
                         if matches!(event, CallEvent::Incoming { .. })
                             && let Some(delay) = args.auto_answer
                         {
                             answer_at.insert((now + Duration::from_secs_f64(delay), handle), ());
                         }
-                        if report_call(reporter, slot, &event, now).is_some() {
+                        if let Some((reason, status)) = report_call(reporter, slot, &event, now, &plan) {
+                            finish_call(reporter, slot, reason, status, now).await;
                             slots.remove(&handle);
                             answer_at.retain(|(_, h), _| *h != handle);
                         }
@@ -516,7 +562,14 @@ pub async fn listen(
                         hang_up_all(&mut driver, now);
                         if slots.is_empty() { break; }
                     }
-                    _ => {}
+                    other => if let Some(slot) = current.and_then(|h| slots.get_mut(&h)) {
+                        media_key(slot, other);
+                    },
+                }
+            }
+            _ = media_poll.tick() => {
+                for slot in slots.values_mut() {
+                    slot.media.report_events(reporter, &slot.call_id);
                 }
             }
             _ = sleep => {
@@ -584,7 +637,7 @@ fn answer(
     match bind_rtp_pair(local.ip(), media.ports.clone()) {
         Ok(rtp) => {
             let config = media.local_config(local.ip(), rtp.port());
-            slot.rtp = Some(rtp);
+            slot.media = CallMedia::reserved(rtp);
             driver.ua.answer(now, handle, config);
         }
         Err(e) => {

@@ -6,6 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod calls;
+mod demo;
+mod media;
 
 use crate::cli::{AccountArgs, Cli, Command, RegisterArgs};
 use crate::config::{AccountConfig, ConfigFile};
@@ -50,6 +52,8 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Register(ref args) => register(&cli, &config, timers, reporter, args).await,
         Command::Call(ref args) => calls::call(&cli, &config, timers, reporter, args).await,
         Command::Listen(ref args) => calls::listen(&cli, &config, timers, reporter, args).await,
+        Command::Demo(ref args) => demo::demo(&cli, timers, reporter, args).await,
+        Command::Devices => demo::devices(reporter),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::call::{Call, CallEvent, CallOutput, IncomingCall, OutgoingCall, Purpose};
+use super::call::{Call, CallEvent, CallOutput, EndReason, IncomingCall, OutgoingCall, Purpose};
 use super::dialog::DialogId;
 use super::headers::NameAddr;
 use super::message::{HeaderName, Message, Method, ParseError, Request, Response, is_keepalive};
@@ -325,7 +325,9 @@ impl UserAgent {
             .max_calls
             .is_some_and(|max| self.calls.len() >= max);
         if busy {
-            self.respond(now, id, Response::for_request(&request.headers, 486));
+            let response = Response::for_request(&request.headers, 486);
+            self.refused_call(&request, EndReason::Rejected, 486);
+            self.respond(now, id, response);
             return;
         }
         let params = IncomingCall {
@@ -345,8 +347,40 @@ impl UserAgent {
                 self.calls.insert(handle, call);
                 self.pump_call(now, handle);
             }
-            Err(response) => self.respond(now, id, response),
+            Err(response) => {
+                let reason = if response.status == 488 {
+                    EndReason::MediaFailure
+                } else {
+                    EndReason::Rejected
+                };
+                self.refused_call(&request, reason, response.status);
+                self.respond(now, id, response);
+            }
         }
+    }
+
+    /// An INVITE we refused at once (busy, no common codec): the person still sees the
+    /// call that came and how it ended.
+    fn refused_call(&mut self, invite: &Request, reason: EndReason, status: u16) {
+        let handle = self.allocate_call();
+        let call_id = invite.headers.call_id().unwrap_or_default().to_string();
+        let header = |name| invite.headers.get(&name).unwrap_or_default().to_string();
+        self.events.push_back(UaEvent::Call {
+            handle,
+            call_id: call_id.clone(),
+            event: CallEvent::Incoming {
+                from: header(HeaderName::From),
+                to: header(HeaderName::To),
+            },
+        });
+        self.events.push_back(UaEvent::Call {
+            handle,
+            call_id,
+            event: CallEvent::Ended {
+                reason,
+                status: Some(status),
+            },
+        });
     }
 
     /// Carries out what a call asked for and passes its events up; forgets ended calls.

@@ -9,6 +9,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod calls;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -460,6 +462,21 @@ impl Kamailio {
 
     /// The contact addresses bound to `aor` (the user name: usrloc runs with
     /// use_domain=0), from `ul_dump`.
+    /// Waits (bounded) until `aor` has no binding: Kamailio can answer an unregistration
+    /// a moment before every worker process sees the removal.
+    pub fn bindings_gone(&self, aor: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.bindings(aor).is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn bindings(&self, aor: &str) -> Vec<String> {
         parse_bindings(&self.ul_dump(), aor)
     }
@@ -814,7 +831,16 @@ impl SiphonOutcome {
 impl SiphonProcess {
     /// Start `siphon <args>`.
     pub fn spawn(args: &[&str]) -> SiphonProcess {
-        let mut child = siphon()
+        SiphonProcess::spawn_with_env(args, &[])
+    }
+
+    /// Start `siphon <args>` with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> SiphonProcess {
+        let mut command = siphon();
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -853,6 +879,16 @@ impl SiphonProcess {
             stdout_times: Vec::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to siphon, as a person or service manager would.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// The next stdout line, waiting at most `limit`.
