@@ -1,4 +1,5 @@
-//! Media path costs: `cargo bench --bench media [-- --quick] [FILTER]`.
+//! Media path costs: `cargo bench --bench media [-- --quick] [FILTER]` (quick by itself
+//! under `cargo test --all-targets`).
 //!
 //! Micro cases (same harness as `sip_message`: warm-up, `SAMPLES` samples of at least the
 //! sample time, median): G.711 and Opus encode + decode of one 20 ms frame through the
@@ -313,7 +314,9 @@ fn main() {
         load_child(codec, calls, seconds);
         return;
     }
-    let mut quick = false;
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not, and then a quick
+    // run checks that the cases still work.
+    let mut quick = !args.iter().any(|a| a == "--bench");
     let mut filter: Option<String> = None;
     for arg in &args {
         match arg.as_str() {
