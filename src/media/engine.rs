@@ -488,6 +488,8 @@ enum Held {
     None,
     Frame(usize),
     Lost(usize),
+    /// Concealment the jitter buffer asks for to grow its delay.
+    Inserted(usize),
 }
 
 enum Event {
@@ -541,6 +543,8 @@ struct Engine {
     candidate_frame: (usize, u32),
     decoder: Decoder,
     held: Held,
+    /// The jitter buffer's `inserted` count, to tell insertions from losses.
+    jitter_inserted: u64,
     dtmf_rx: DtmfReceiver,
     playing: bool,
     sink: Sink,
@@ -707,6 +711,7 @@ impl Engine {
             next_pop: now,
             candidate_frame: (0, 0),
             held: Held::None,
+            jitter_inserted: 0,
             dtmf_rx: DtmfReceiver::new(),
             playing: false,
             sink,
@@ -1062,6 +1067,7 @@ impl Engine {
                 tracing::debug!("media: SSRC changed to {:08x}", v.ssrc);
                 self.lost_prior += self.rx.cumulative_lost().max(0) as u64;
                 self.jitter.reset();
+                self.jitter_inserted = 0;
                 self.dtmf_rx.reset();
                 self.decoder.reset();
                 self.held = Held::None;
@@ -1113,6 +1119,7 @@ impl Engine {
             self.jb_frame = samples;
             self.pop_period = frame_duration(samples, self.rate);
             self.jitter = JitterBuffer::new(jitter_config(self.kind, samples));
+            self.jitter_inserted = 0;
             self.held = Held::None;
             self.candidate_frame = (0, 0);
         }
@@ -1130,7 +1137,17 @@ impl Engine {
                     self.next_payload[..n].copy_from_slice(&payload[..n]);
                     Held::Frame(n)
                 }
-                Playout::Lost { .. } => Held::Lost(frame),
+                Playout::Lost { .. } => {
+                    // A frame the jitter buffer inserts to grow its delay is not a lost
+                    // packet: the next packet's FEC would repeat the frame already played.
+                    let inserted = self.jitter.stats().inserted;
+                    if inserted != self.jitter_inserted {
+                        self.jitter_inserted = inserted;
+                        Held::Inserted(frame)
+                    } else {
+                        Held::Lost(frame)
+                    }
+                }
                 Playout::Empty => Held::None,
             };
             produced = match (self.held, current) {
@@ -1142,7 +1159,9 @@ impl Engine {
                     self.decoder
                         .recover(&self.next_payload[..n], samples, &mut self.dec_pcm)
                 }
-                (Held::Lost(samples), _) => self.decoder.conceal(samples, &mut self.dec_pcm),
+                (Held::Lost(samples) | Held::Inserted(samples), _) => {
+                    self.decoder.conceal(samples, &mut self.dec_pcm)
+                }
                 (Held::None, _) => 0,
             };
             std::mem::swap(&mut self.held_payload, &mut self.next_payload);
@@ -1220,6 +1239,7 @@ impl Engine {
         if kind != self.kind {
             self.decoder = Decoder::new(kind)?;
             self.jitter = JitterBuffer::new(jitter_config(kind, kind.frame_samples(20)));
+            self.jitter_inserted = 0;
             self.jb_frame = kind.frame_samples(20);
             self.pop_period = frame_duration(self.jb_frame, rate);
             self.held = Held::None;
