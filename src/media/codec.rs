@@ -67,7 +67,12 @@ impl CodecKind {
     /// Samples per packet for a negotiated ptime. Opus frames are 10, 20, 40 or 60 ms
     /// (RFC 6716 §2.1.4): other ptimes round down to one of those.
     pub fn frame_samples(self, ptime_ms: u32) -> usize {
-        let ms = ptime_ms.clamp(10, 60);
+        // RFC 3551 §4.2: 20 ms when unspecified.
+        let ms = if ptime_ms == 0 {
+            20
+        } else {
+            ptime_ms.clamp(10, 60)
+        };
         let ms = match self {
             CodecKind::Opus => match ms {
                 10..=19 => 10,
@@ -338,6 +343,7 @@ mod tests {
         assert_eq!(CodecKind::Pcmu.frame_samples(20), 160);
         assert_eq!(CodecKind::Pcma.frame_samples(30), 240);
         assert_eq!(CodecKind::Pcmu.frame_samples(5), 80);
+        assert_eq!(CodecKind::Pcmu.frame_samples(0), 160);
         assert_eq!(CodecKind::Opus.frame_samples(20), 960);
         assert_eq!(CodecKind::Opus.frame_samples(30), 960);
         assert_eq!(CodecKind::Opus.frame_samples(60), 2880);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::codec::{CodecError, CodecKind, Decoder, Encoder, MAX_FRAME_SAMPLES};
+use super::codec::{CodecError, CodecKind, Decoder, Encoder};
 use super::device::{self, CaptureEnd, DeviceLink, DeviceRequest, PlaybackEnd, Reporter};
 use super::dtmf::{DtmfReceiver, DtmfSender};
 use super::endpoints::{AudioSink, AudioSource, Clip, Tone, WavSink, f32_to_i16, i16_to_f32};
@@ -41,6 +41,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_CATCHUP: u32 = 10;
 /// Consecutive packets of a new duration before the jitter buffer is re-made for it.
 const FRAME_CHANGE_PACKETS: u32 = 3;
+/// Jitter buffer floor (its ceiling stays at the default 200 ms).
+const JITTER_MIN_DELAY: Duration = Duration::from_millis(40);
 /// Device capture: latency kept between one and three packets.
 const CAPTURE_SLACK: Duration = Duration::from_millis(40);
 
@@ -486,6 +488,8 @@ enum Held {
     None,
     Frame(usize),
     Lost(usize),
+    /// Concealment the jitter buffer asks for to grow its delay.
+    Inserted(usize),
 }
 
 enum Event {
@@ -539,6 +543,8 @@ struct Engine {
     candidate_frame: (usize, u32),
     decoder: Decoder,
     held: Held,
+    /// The jitter buffer's `inserted` count, to tell insertions from losses.
+    jitter_inserted: u64,
     dtmf_rx: DtmfReceiver,
     playing: bool,
     sink: Sink,
@@ -569,6 +575,19 @@ struct Engine {
     scratch: Vec<f32>,
 }
 
+fn echo_fifo(echo: bool, rate: u32) -> Fifo<i16> {
+    Fifo::new(if echo { rate as usize / 4 } else { 1 })
+}
+
+/// The Opus playout stage's payload copies; G.711 needs none.
+fn opus_buffer(kind: CodecKind) -> Vec<u8> {
+    if kind == CodecKind::Opus {
+        vec![0; PAYLOAD_MAX]
+    } else {
+        Vec::new()
+    }
+}
+
 /// RFC 3550 §6.2: the interval randomised over [0.5, 1.5] times the nominal one.
 fn rtcp_delay(nominal: Duration) -> Duration {
     nominal.mul_f64(0.5 + fastrand::f64())
@@ -576,12 +595,22 @@ fn rtcp_delay(nominal: Duration) -> Duration {
 
 fn jitter_config(kind: CodecKind, frame: usize) -> JitterConfig {
     let mut cfg = JitterConfig::new(kind.clock_rate(), frame as u32);
-    // G.711 payloads are one byte per sample: 120 ms fits in 960 bytes.
+    // A 40 ms floor rides out scheduling hiccups of a busy host without adapting.
+    cfg.min_delay = JITTER_MIN_DELAY;
+    // G.711 payloads are one byte per sample: 60 ms (the longest ptime) is 480 bytes.
     cfg.max_payload = match kind {
-        CodecKind::Opus => 1500,
-        _ => 960,
+        CodecKind::Opus => PAYLOAD_MAX,
+        _ => kind.frame_samples(60),
     };
+    // Room for 1.6 times the 200 ms maximum delay, 8 to 32 packets.
+    let frame_ms = (frame * 1000 / kind.clock_rate() as usize).max(1);
+    cfg.capacity = (320usize.div_ceil(frame_ms)).clamp(8, 32);
     cfg
+}
+
+/// Largest decoded packet: 120 ms (RFC 6716 §3.2.5 for Opus; G.711 likewise bounded).
+fn max_decoded(kind: CodecKind) -> usize {
+    kind.clock_rate() as usize * 120 / 1000
 }
 
 fn frame_duration(samples: usize, rate: u32) -> Duration {
@@ -682,10 +711,11 @@ impl Engine {
             next_pop: now,
             candidate_frame: (0, 0),
             held: Held::None,
+            jitter_inserted: 0,
             dtmf_rx: DtmfReceiver::new(),
             playing: false,
             sink,
-            echo_fifo: Fifo::new(rate as usize / 4),
+            echo_fifo: echo_fifo(config.echo, rate),
             // RFC 3550 §6.2: the first report after half the interval.
             next_rtcp: now + rtcp_delay(RTCP_INTERVAL / 2),
             rtt: None,
@@ -711,11 +741,12 @@ impl Engine {
             rtcp_buf: vec![0; DATAGRAM_MAX],
             out_buf: vec![0; DATAGRAM_MAX],
             payload_buf: vec![0; PAYLOAD_MAX],
-            send_pcm: vec![0; MAX_FRAME_SAMPLES],
-            dec_pcm: vec![0; MAX_FRAME_SAMPLES],
-            held_payload: vec![0; PAYLOAD_MAX],
-            next_payload: vec![0; PAYLOAD_MAX],
-            scratch: vec![0.0; MAX_FRAME_SAMPLES],
+            send_pcm: vec![0; kind.frame_samples(60)],
+            dec_pcm: vec![0; max_decoded(kind)],
+            held_payload: opus_buffer(kind),
+            next_payload: opus_buffer(kind),
+            // Only for device audio or a resampled recording: see `ensure_scratch`.
+            scratch: Vec::new(),
             neg: NegotiatedMedia { remote_rtp, ..neg },
         })
     }
@@ -785,6 +816,7 @@ impl Engine {
         self.device.take();
         let stats = self.compute_stats();
         self.shared.publish(&stats);
+        tracing::debug!("media: jitter buffer {:?}", self.jitter.stats());
         stats
     }
 
@@ -889,6 +921,7 @@ impl Engine {
                 Err(e) => tracing::warn!("playback: {e}"),
             }
         }
+        self.ensure_scratch();
     }
 
     fn send_frame(&mut self) {
@@ -1034,6 +1067,7 @@ impl Engine {
                 tracing::debug!("media: SSRC changed to {:08x}", v.ssrc);
                 self.lost_prior += self.rx.cumulative_lost().max(0) as u64;
                 self.jitter.reset();
+                self.jitter_inserted = 0;
                 self.dtmf_rx.reset();
                 self.decoder.reset();
                 self.held = Held::None;
@@ -1070,7 +1104,7 @@ impl Engine {
             return;
         };
         let min = self.rate as usize / 400; // 2.5 ms
-        if samples == self.jb_frame || samples < min || samples > MAX_FRAME_SAMPLES {
+        if samples == self.jb_frame || samples < min || samples > max_decoded(self.kind) {
             self.candidate_frame = (0, 0);
             return;
         }
@@ -1085,6 +1119,7 @@ impl Engine {
             self.jb_frame = samples;
             self.pop_period = frame_duration(samples, self.rate);
             self.jitter = JitterBuffer::new(jitter_config(self.kind, samples));
+            self.jitter_inserted = 0;
             self.held = Held::None;
             self.candidate_frame = (0, 0);
         }
@@ -1102,7 +1137,17 @@ impl Engine {
                     self.next_payload[..n].copy_from_slice(&payload[..n]);
                     Held::Frame(n)
                 }
-                Playout::Lost { .. } => Held::Lost(frame),
+                Playout::Lost { .. } => {
+                    // A frame the jitter buffer inserts to grow its delay is not a lost
+                    // packet: the next packet's FEC would repeat the frame already played.
+                    let inserted = self.jitter.stats().inserted;
+                    if inserted != self.jitter_inserted {
+                        self.jitter_inserted = inserted;
+                        Held::Inserted(frame)
+                    } else {
+                        Held::Lost(frame)
+                    }
+                }
                 Playout::Empty => Held::None,
             };
             produced = match (self.held, current) {
@@ -1114,7 +1159,9 @@ impl Engine {
                     self.decoder
                         .recover(&self.next_payload[..n], samples, &mut self.dec_pcm)
                 }
-                (Held::Lost(samples), _) => self.decoder.conceal(samples, &mut self.dec_pcm),
+                (Held::Lost(samples) | Held::Inserted(samples), _) => {
+                    self.decoder.conceal(samples, &mut self.dec_pcm)
+                }
                 (Held::None, _) => 0,
             };
             std::mem::swap(&mut self.held_payload, &mut self.next_payload);
@@ -1192,10 +1239,15 @@ impl Engine {
         if kind != self.kind {
             self.decoder = Decoder::new(kind)?;
             self.jitter = JitterBuffer::new(jitter_config(kind, kind.frame_samples(20)));
+            self.jitter_inserted = 0;
             self.jb_frame = kind.frame_samples(20);
             self.pop_period = frame_duration(self.jb_frame, rate);
             self.held = Held::None;
-            self.echo_fifo = Fifo::new(rate as usize / 4);
+            self.echo_fifo = echo_fifo(self.echo, rate);
+            self.send_pcm = vec![0; kind.frame_samples(60)];
+            self.dec_pcm = vec![0; max_decoded(kind)];
+            self.held_payload = opus_buffer(kind);
+            self.next_payload = opus_buffer(kind);
         }
         if rate != self.rate {
             self.source.set_rate(rate).map_err(MediaError::Source)?;
@@ -1209,7 +1261,19 @@ impl Engine {
         self.ptime = frame_duration(self.frame, rate);
         self.dtmf_tx = DtmfSender::new(rate, self.ptime);
         self.shared.codec.store(codec_code(kind), Ordering::Relaxed);
+        self.ensure_scratch();
         Ok(())
+    }
+
+    /// The f32 work buffer of the resampling paths, allocated only when one is in use.
+    fn ensure_scratch(&mut self) {
+        let needed = matches!(self.source, Source::Device(Some(_)))
+            || matches!(self.sink.device, Some(Some(_)))
+            || self.sink.wav_resampler.is_some();
+        let len = max_decoded(self.kind);
+        if needed && self.scratch.len() < len {
+            self.scratch = vec![0.0; len];
+        }
     }
 
     fn on_rtcp(&mut self, data: &[u8], now: Instant) {
