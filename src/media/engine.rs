@@ -33,6 +33,9 @@ use crate::sdp::{CodecChoice, NegotiatedMedia};
 const DATAGRAM_MAX: usize = 2048;
 /// Largest payload we send (60 ms of G.711 is 480 bytes; Opus stays far below).
 const PAYLOAD_MAX: usize = 1500;
+/// Most datagrams read from a socket in one go before playout runs (a bound against floods).
+const MAX_DRAIN: usize = 64;
+
 /// RFC 3550 §6.2: report interval, randomised over 0.5-1.5 times this.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 /// Header updates of the recording, statistics publication.
@@ -312,6 +315,13 @@ enum Source {
         pcm: Vec<i16>,
         pos: usize,
     },
+    /// A WAV file being read and resampled on a blocking thread: silence until it is
+    /// ready, so neither signalling nor packet reception waits for it.
+    Loading {
+        pending: tokio::sync::oneshot::Receiver<Result<(Clip, Vec<i16>), String>>,
+        /// The rate it is being rendered at (a re-INVITE may change the codec meanwhile).
+        rate: u32,
+    },
     /// `None` until the device is open, or if it failed (then: silence).
     Device(Option<Box<Capture>>),
 }
@@ -326,6 +336,29 @@ impl Source {
                 out[..n].copy_from_slice(&pcm[*pos..*pos + n]);
                 out[n..].fill(0);
                 *pos += n;
+            }
+            Source::Loading { pending, rate } => {
+                out.fill(0);
+                match pending.try_recv() {
+                    Ok(Ok((clip, pcm))) => {
+                        let rendered_at = *rate;
+                        *self = Source::File { clip, pcm, pos: 0 };
+                        if rendered_at != codec_rate
+                            && let Err(e) = self.set_rate(codec_rate)
+                        {
+                            tracing::warn!("audio file: {e}");
+                            *self = Source::Silence;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!("audio file: {e}");
+                        *self = Source::Silence;
+                    }
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                        *self = Source::Silence;
+                    }
+                }
             }
             Source::Device(Some(cap)) => cap.fill(out, scratch, codec_rate),
         }
@@ -346,6 +379,9 @@ impl Source {
                 cap.fifo = Fifo::new(rate as usize / 4);
                 cap.started = false;
             }
+            Source::Loading {
+                rate: pending_rate, ..
+            } => *pending_rate = rate,
             Source::Silence | Source::Device(None) => {}
         }
         Ok(())
@@ -640,9 +676,17 @@ impl Engine {
                 hz,
             },
             AudioSource::File(path) => {
-                let clip = Clip::read_wav(&path).map_err(MediaError::Source)?;
-                let pcm = clip.to_pcm(rate).map_err(MediaError::Source)?;
-                Source::File { clip, pcm, pos: 0 }
+                // Only the header here, so a bad file is an error at once; reading and
+                // resampling the samples happens off the runtime thread.
+                hound::WavReader::open(&path)
+                    .map_err(|e| MediaError::Source(format!("{}: {e}", path.display())))?;
+                let (done, pending) = tokio::sync::oneshot::channel();
+                tokio::task::spawn_blocking(move || {
+                    let loaded = Clip::read_wav(&path)
+                        .and_then(|clip| clip.to_pcm(rate).map(|pcm| (clip, pcm)));
+                    let _ = done.send(loaded);
+                });
+                Source::Loading { pending, rate }
             }
             AudioSource::Device(name) => {
                 if !config.echo {
@@ -782,6 +826,9 @@ impl Engine {
                 Event::Command(Some(Command::Dtmf(digits))) => self.queue_dtmf(&digits),
                 Event::Timer => {
                     armed = None;
+                    // After a stall, what arrived meanwhile goes into the jitter buffer
+                    // before playout catches up, or it would be judged late and dropped.
+                    self.drain_sockets(mux);
                     self.on_timer(Instant::now());
                 }
                 Event::Rtp(Ok((n, from))) => {
@@ -805,6 +852,33 @@ impl Engine {
             }
         }
         self.finish()
+    }
+
+    /// Reads every datagram already waiting on the sockets (bounded), without waiting.
+    fn drain_sockets(&mut self, mux: bool) {
+        for _ in 0..MAX_DRAIN {
+            let Ok((n, from)) = self.rtp.try_recv_from(&mut self.rtp_buf) else {
+                break;
+            };
+            let buf = std::mem::take(&mut self.rtp_buf);
+            self.on_rtp_socket(&buf[..n], from, Instant::now());
+            self.rtp_buf = buf;
+        }
+        if mux {
+            return;
+        }
+        for _ in 0..MAX_DRAIN {
+            let Ok((n, from)) = self.rtcp.try_recv_from(&mut self.rtcp_buf) else {
+                break;
+            };
+            let buf = std::mem::take(&mut self.rtcp_buf);
+            if accept_source(&mut self.rtcp_latch, self.neg.remote_rtcp, from) {
+                self.on_rtcp(&buf[..n], Instant::now());
+            } else {
+                self.discard();
+            }
+            self.rtcp_buf = buf;
+        }
     }
 
     fn finish(mut self) -> MediaStats {
