@@ -14,15 +14,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::codec::{CodecError, CodecKind, Decoder, Encoder};
 use super::device::{self, CaptureEnd, DeviceLink, DeviceRequest, PlaybackEnd, Reporter};
-use super::dtmf::{DtmfReceiver, DtmfSender};
 use super::endpoints::{AudioSink, AudioSource, Clip, Tone, WavSink, f32_to_i16, i16_to_f32};
-use super::jitter::{JitterBuffer, JitterConfig, Playout};
-use super::packet::{self, parse_rtp, write_rtp};
-use super::quality::{self, QualityInput};
-use super::resample::{Fifo, StreamResampler};
-use super::stats::{
+use crate::media::codec::{CodecError, CodecKind, Decoder, Encoder};
+use crate::media::dtmf::{DtmfReceiver, DtmfSender};
+use crate::media::jitter::{JitterBuffer, JitterConfig, Playout};
+use crate::media::packet::{self, parse_rtp, write_rtp};
+use crate::media::quality::{self, QualityInput};
+use crate::media::resample::{Fifo, StreamResampler};
+use crate::media::stats::{
     Bye, NtpTime, ReceiverReport, ReceiverStats, ReportBlock, RtcpPacket, SdesChunk, SenderInfo,
     SenderReport, decode_compound, round_trip_time,
 };

@@ -7,7 +7,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::resample::resample_clip;
+use crate::media::resample::resample_clip;
 
 /// Tone level: −10 dBFS (peak).
 pub const TONE_DBFS: f64 = -10.0;
