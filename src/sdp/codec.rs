@@ -8,6 +8,9 @@ use std::str::FromStr;
 pub const OPUS_OFFER_PT: u8 = 111;
 /// Dynamic payload type we use for telephone-event in our offers (RFC 4733 §7.1).
 pub const TELEPHONE_EVENT_OFFER_PT: u8 = 101;
+/// The payload type of `telephone-event/48000`, offered beside Opus (RFC 4733 §7.1.1:
+/// events share the clock of the audio they replace).
+pub const TELEPHONE_EVENT_48K_OFFER_PT: u8 = 110;
 /// The DTMF events we receive: digits, *, #, A-D and flash (RFC 4733 §7.1.1).
 pub const TELEPHONE_EVENT_FMTP: &str = "0-16";
 /// Our Opus receive preferences (RFC 7587 §6.1).

@@ -3,7 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::codec::{
-    Codec, CodecChoice, OpusParams, TELEPHONE_EVENT_FMTP, TELEPHONE_EVENT_OFFER_PT,
+    Codec, CodecChoice, OpusParams, TELEPHONE_EVENT_48K_OFFER_PT, TELEPHONE_EVENT_FMTP,
+    TELEPHONE_EVENT_OFFER_PT,
 };
 use super::session::{
     Attribute, Connection, Direction, MediaDescription, Origin, SessionDescription, Timing,
@@ -136,12 +137,17 @@ fn session_skeleton(
     }
 }
 
-/// The telephone-event codec as we describe it in offers (RFC 4733 §7.1).
-fn offer_telephone_event() -> Codec {
+/// The telephone-event codec as we describe it in offers (RFC 4733 §7.1), at the clock
+/// rate of the audio codecs it goes with.
+fn offer_telephone_event(clock_rate: u32) -> Codec {
     Codec {
-        payload_type: TELEPHONE_EVENT_OFFER_PT,
+        payload_type: if clock_rate == 48000 {
+            TELEPHONE_EVENT_48K_OFFER_PT
+        } else {
+            TELEPHONE_EVENT_OFFER_PT
+        },
         name: "telephone-event".to_string(),
-        clock_rate: 8000,
+        clock_rate,
         channels: 1,
         fmtp: Some(TELEPHONE_EVENT_FMTP.to_string()),
     }
@@ -188,7 +194,12 @@ pub fn build_offer(local: &LocalMediaConfig, session_id: u64, version: u64) -> S
         }
     }
     if local.telephone_event {
-        codecs.push(offer_telephone_event());
+        if local.codecs.contains(&CodecChoice::Opus) {
+            codecs.push(offer_telephone_event(48000));
+        }
+        if local.codecs.iter().any(|c| *c != CodecChoice::Opus) {
+            codecs.push(offer_telephone_event(8000));
+        }
     }
     let mut sdp = session_skeleton(local, session_id, version, vec![Timing::default()]);
     sdp.media.push(audio_media(

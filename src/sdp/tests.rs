@@ -56,11 +56,13 @@ fn our_offer_is_written_canonically_and_round_trips() {
          s=-\r\n\
          c=IN IP4 192.0.2.10\r\n\
          t=0 0\r\n\
-         m=audio 40000 RTP/AVP 111 0 8 101\r\n\
+         m=audio 40000 RTP/AVP 111 0 8 110 101\r\n\
          a=rtpmap:111 opus/48000/2\r\n\
          a=fmtp:111 minptime=10;useinbandfec=1\r\n\
          a=rtpmap:0 PCMU/8000\r\n\
          a=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:110 telephone-event/48000\r\n\
+         a=fmtp:110 0-16\r\n\
          a=rtpmap:101 telephone-event/8000\r\n\
          a=fmtp:101 0-16\r\n\
          a=ptime:20\r\n\
@@ -713,7 +715,8 @@ fn offer_answer_between_two_siphons() {
     )
     .unwrap();
     // Our order wins as offerer; they filter.
-    assert_eq!(answer.media[0].formats, ["111", "8", "101"]);
+    // Opus goes with telephone-event at its own clock, 48000 (RFC 4733 §7.1.1).
+    assert_eq!(answer.media[0].formats, ["111", "8", "110"]);
     assert_eq!(theirs.remote_rtp, sock("192.0.2.10:40000"));
     assert_eq!(theirs.codec.payload_type, 111);
     assert!(theirs.opus.unwrap().useinbandfec);
@@ -722,7 +725,7 @@ fn offer_answer_between_two_siphons() {
     assert_eq!(ours.remote_rtp, sock("203.0.113.20:30000"));
     assert_eq!(ours.remote_rtcp, sock("203.0.113.20:30001"));
     assert_eq!(ours.codec.payload_type, 111);
-    assert_eq!(ours.telephone_event_pt, Some(101));
+    assert_eq!(ours.telephone_event_pt, Some(110));
     assert_eq!(ours.direction, Direction::SendRecv);
     assert_eq!(ours.ptime_ms, 20);
 }

@@ -26,7 +26,7 @@ use crate::media::stats::{
     Bye, NtpTime, ReceiverReport, ReceiverStats, ReportBlock, RtcpPacket, SdesChunk, SenderInfo,
     SenderReport, decode_compound, round_trip_time,
 };
-use crate::sdp::codec::{OPUS_OFFER_PT, TELEPHONE_EVENT_OFFER_PT};
+use crate::sdp::codec::{OPUS_OFFER_PT, TELEPHONE_EVENT_48K_OFFER_PT, TELEPHONE_EVENT_OFFER_PT};
 use crate::sdp::{CodecChoice, NegotiatedMedia};
 
 /// Largest datagram we read; longer ones are truncated and then rejected.
@@ -1078,7 +1078,11 @@ impl Engine {
 
     fn is_event_pt(&self, pt: u8) -> bool {
         match self.neg.telephone_event_pt {
-            Some(te) => pt == te || (pt == TELEPHONE_EVENT_OFFER_PT && !self.is_audio_pt(pt)),
+            Some(te) => {
+                pt == te
+                    || (matches!(pt, TELEPHONE_EVENT_OFFER_PT | TELEPHONE_EVENT_48K_OFFER_PT)
+                        && !self.is_audio_pt(pt))
+            }
             None => false,
         }
     }
