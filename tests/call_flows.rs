@@ -565,3 +565,75 @@ fn many_calls_in_one_user_agent() {
     assert_eq!(net.alice.calls().count(), 0);
     assert_eq!(net.bob.calls().count(), 0);
 }
+
+#[test]
+fn glare_both_hold_at_once_491_then_randomised_retries_succeed() {
+    let mut net = Net::new((ALL.to_vec(), None));
+    let alice = net.call(ALL);
+    let bob = answered(&mut net, alice);
+    net.settle();
+    // Both put the other on hold in the same instant: the re-INVITEs cross.
+    let now = net.now;
+    net.alice.set_hold(now, alice, true);
+    net.bob.set_hold(now, bob, true);
+    net.run_for(Duration::from_secs(10));
+    // RFC 3261 §14.1: each side answers the crossing re-INVITE with 491 ...
+    assert_eq!(net.sent(ALICE, "SIP/2.0 491").len(), 1);
+    assert_eq!(net.sent(BOB, "SIP/2.0 491").len(), 1);
+    // ... and retries after a random wait: the callee within 2 s, the caller (who owns the
+    // Call-ID) after 2.1-4 s, so the retries do not collide again.
+    let bob_invites = net.sent(BOB, "INVITE");
+    let alice_invites = net.sent(ALICE, "INVITE");
+    assert_eq!(bob_invites.len(), 2, "{bob_invites:?}");
+    assert_eq!(alice_invites.len(), 3, "{alice_invites:?}"); // the call, the clash, the retry
+    assert!(bob_invites[1] - bob_invites[0] <= Duration::from_secs(2));
+    let alice_wait = alice_invites[2] - alice_invites[1];
+    assert!(alice_wait >= Duration::from_millis(2100) && alice_wait <= Duration::from_secs(4));
+    // In the end each holds the other.
+    for events in [
+        net.alice_events.iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        net.bob_events.iter().map(|(_, _, e)| e).collect::<Vec<_>>(),
+    ] {
+        assert!(events.contains(&&CallEvent::Held { by_remote: false }));
+        assert!(events.contains(&&CallEvent::Held { by_remote: true }));
+    }
+}
+
+#[test]
+fn update_with_an_offer_changes_the_media() {
+    let mut net = Net::new((ALL.to_vec(), None));
+    let alice = net.call(ALL);
+    answered(&mut net, alice);
+    net.settle();
+    let call = net.alice.calls().next().unwrap().1;
+    let id = call.dialog_id().unwrap().clone();
+    // RFC 3311: an UPDATE carrying a new offer, here a new RTP port and PCMA only.
+    let sdp = "v=0\r\no=alice 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 41000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n";
+    let update = format!(
+        "UPDATE sip:bob@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKupd1\r\n\
+From: <sip:alice@127.0.0.1:5060>;tag={}\r\nTo: <sip:bob@127.0.0.1:5070>;tag={}\r\nCall-ID: {}\r\n\
+CSeq: 999999 UPDATE\r\nMax-Forwards: 70\r\nContact: <sip:alice@127.0.0.1:5060>\r\n\
+Content-Type: application/sdp\r\n\r\n{sdp}",
+        id.local_tag, id.remote_tag, id.call_id
+    );
+    let now = net.now;
+    net.bob.handle_datagram(now, update.as_bytes(), addr(ALICE));
+    net.settle();
+    let updated = net
+        .bob_events
+        .iter()
+        .rev()
+        .find_map(|(_, _, e)| match e {
+            CallEvent::MediaUpdated(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("bob applied the UPDATE's offer");
+    assert_eq!(updated.remote_rtp.port(), 41000);
+    assert_eq!(updated.codec.name, "PCMA");
+    assert!(
+        net.wire
+            .iter()
+            .any(|w| w.from == addr(BOB) && w.first_line.starts_with("SIP/2.0 200"))
+    );
+}
