@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 
-# --- services needed by the tests -------------------------------------------
-# (PulseAudio with a null sink will be started here for the audio tests.)
-# -----------------------------------------------------------------------------
+# The peers (Kamailio, SIPp, baresip, PulseAudio with a null sink) are started by the
+# tests themselves, each on its own loopback ports and private folders, and stopped when
+# the test ends; nothing has to run beforehand.
 
 echo "test.sh: cargo test --all-targets --no-fail-fast"
 status=0
