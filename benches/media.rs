@@ -15,7 +15,7 @@
 //! siphon process sees it (the far end being another machine).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::hint::black_box;
+
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +26,8 @@ use siphon::media::{
 };
 use siphon::sdp::{CodecChoice, Direction, NegotiatedMedia, OpusParams};
 
-const SAMPLES: usize = 5;
+mod harness;
+use harness::{Measurement, SAMPLES, Timing};
 
 /// Live heap bytes, for the memory per call (std only: a counting wrapper of `System`).
 struct Counting;
@@ -76,49 +77,15 @@ const QUICK: Mode = Mode {
     opus_calls: &[10],
 };
 
-struct Measurement {
-    ns_per_op: f64,
-    spread: f64,
-}
-
-fn measure<R>(mode: &Mode, mut op: impl FnMut() -> R) -> Measurement {
-    let mut batch: u64 = 1;
-    let start = Instant::now();
-    loop {
-        let t = Instant::now();
-        for _ in 0..batch {
-            black_box(op());
-        }
-        if t.elapsed() < Duration::from_millis(1) {
-            batch *= 2;
-        }
-        if start.elapsed() >= mode.warm_up {
-            break;
-        }
-    }
-    let mut samples: Vec<f64> = (0..SAMPLES)
-        .map(|_| {
-            let mut iterations: u64 = 0;
-            let t = Instant::now();
-            let elapsed = loop {
-                for _ in 0..batch {
-                    black_box(op());
-                }
-                iterations += batch;
-                let elapsed = t.elapsed();
-                if elapsed >= mode.sample {
-                    break elapsed;
-                }
-            };
-            elapsed.as_nanos() as f64 / iterations as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    let median = samples[SAMPLES / 2];
-    Measurement {
-        ns_per_op: median,
-        spread: (samples[SAMPLES - 1] - samples[0]) / median,
-    }
+/// Times `op` with the shared harness, at this mode's warm-up and sample times.
+fn measure<R>(mode: &Mode, op: impl FnMut() -> R) -> Measurement {
+    harness::measure(
+        &Timing {
+            warm_up: mode.warm_up,
+            sample: mode.sample,
+        },
+        op,
+    )
 }
 
 /// One second of a speech-like signal (harmonics of a gliding pitch, syllable envelope).

@@ -9,73 +9,21 @@
 //! The messages are `sip-fixtures/bench/*.sip` (CRLF line endings), read at start.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use siphon::sip::message::{Message, Request, Response};
 
-const SAMPLES: usize = 5;
+mod harness;
+use harness::{Measurement, SAMPLES, Timing, measure};
 
-struct Mode {
-    warm_up: Duration,
-    sample: Duration,
-}
-
-const FULL: Mode = Mode {
+const FULL: Timing = Timing {
     warm_up: Duration::from_millis(500),
     sample: Duration::from_secs(1),
 };
-const QUICK: Mode = Mode {
+const QUICK: Timing = Timing {
     warm_up: Duration::from_millis(10),
     sample: Duration::from_millis(20),
 };
-
-/// One timed case: the median of the samples.
-struct Measurement {
-    ns_per_op: f64,
-    spread: f64,
-}
-
-/// Warms `op` up, then times `SAMPLES` samples of at least `mode.sample` each.
-fn measure<R>(mode: &Mode, mut op: impl FnMut() -> R) -> Measurement {
-    // Warm-up, doubling the batch until it takes ~1 ms: sizes the batches between clock reads.
-    let mut batch: u64 = 1;
-    let start = Instant::now();
-    loop {
-        let t = Instant::now();
-        for _ in 0..batch {
-            black_box(op());
-        }
-        if t.elapsed() < Duration::from_millis(1) {
-            batch *= 2;
-        }
-        if start.elapsed() >= mode.warm_up {
-            break;
-        }
-    }
-    let mut samples: Vec<f64> = (0..SAMPLES)
-        .map(|_| {
-            let mut iterations: u64 = 0;
-            let t = Instant::now();
-            let elapsed = loop {
-                for _ in 0..batch {
-                    black_box(op());
-                }
-                iterations += batch;
-                let elapsed = t.elapsed();
-                if elapsed >= mode.sample {
-                    break elapsed;
-                }
-            };
-            elapsed.as_nanos() as f64 / iterations as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    let median = samples[SAMPLES / 2];
-    Measurement {
-        ns_per_op: median,
-        spread: (samples[SAMPLES - 1] - samples[0]) / median,
-    }
-}
 
 fn load(name: &str) -> Vec<u8> {
     let path = format!(
