@@ -47,6 +47,7 @@ struct Wire {
     at: Duration,
     from: SocketAddr,
     first_line: String,
+    data: Vec<u8>,
 }
 
 /// Decides, from the sender and first line, whether the network loses a datagram.
@@ -117,6 +118,7 @@ impl Net {
                         at: self.now - self.start,
                         from,
                         first_line,
+                        data: t.data.clone(),
                     });
                     if dropped {
                         continue;
@@ -636,4 +638,44 @@ Content-Type: application/sdp\r\n\r\n{sdp}",
             .iter()
             .any(|w| w.from == addr(BOB) && w.first_line.starts_with("SIP/2.0 200"))
     );
+}
+
+#[test]
+fn a_2xx_from_a_second_fork_is_acked_and_hung_up() {
+    let mut net = Net::new((ALL.to_vec(), None));
+    let alice = net.call(ALL);
+    answered(&mut net, alice);
+    // A forking proxy delivers a second 200 OK from another phone: same transaction, another
+    // To tag (RFC 3261 §13.2.2.4). Replay bob's 200 with a different tag.
+    let ok = net
+        .wire
+        .iter()
+        .find(|w| w.from == addr(BOB) && w.first_line.starts_with("SIP/2.0 200"))
+        .map(|w| String::from_utf8(w.data.clone()).unwrap())
+        .expect("bob's 200");
+    let bob_tag = net
+        .alice
+        .call(alice)
+        .unwrap()
+        .dialog_id()
+        .unwrap()
+        .remote_tag
+        .clone();
+    let forked = ok.replace(&format!("tag={bob_tag}"), "tag=second-fork");
+    assert_ne!(forked, ok);
+    let now = net.now;
+    net.alice.handle_datagram(now, forked.as_bytes(), addr(BOB));
+    net.settle();
+    let acks = net.sent(ALICE, "ACK");
+    assert_eq!(acks.len(), 2, "the fork's 200 is ACKed too");
+    let bye = net
+        .wire
+        .iter()
+        .find(|w| w.from == addr(ALICE) && w.first_line.starts_with("BYE"))
+        .map(|w| String::from_utf8_lossy(&w.data).to_string())
+        .expect("the extra dialog is hung up");
+    assert!(bye.contains("tag=second-fork"), "{bye}");
+    // The first dialog goes on.
+    assert!(net.alice.call(alice).unwrap().is_established());
+    assert_eq!(net.alice_ended(), None);
 }

@@ -298,11 +298,22 @@ fn longest_zero_run_in_signal(src: &[f32], rec: &[f32], rate: u32, lags: &[isize
                 run = 0;
                 continue;
             }
-            // Source has signal around here (5 ms RMS above −40 dBFS).
-            let lo = i.saturating_sub(rate as usize / 400);
-            let hi = (i + rate as usize / 400).min(src.len());
-            let rms = (src[lo..hi].iter().map(|x| x * x).sum::<f32>() / (hi - lo) as f32).sqrt();
-            if rms > 0.01 && rec[j as usize] == 0.0 {
+            // Source has signal here and one frame (20 ms) either side (5 ms RMS above
+            // −40 dBFS at each): a frame the jitter buffer slipped inside a window can
+            // map a speech onset onto the source's own digital silence between words.
+            let frame = rate as usize / 50;
+            let local_rms = |c: usize| {
+                let lo = c.saturating_sub(rate as usize / 400);
+                let hi = (c + rate as usize / 400).min(src.len());
+                if hi <= lo {
+                    return 0.0;
+                }
+                (src[lo..hi].iter().map(|x| x * x).sum::<f32>() / (hi - lo) as f32).sqrt()
+            };
+            let signal = [i.saturating_sub(frame), i, i + frame]
+                .iter()
+                .all(|&c| c < src.len() && local_rms(c) > 0.01);
+            if signal && rec[j as usize] == 0.0 {
                 run += 1;
                 longest = longest.max(run);
             } else {

@@ -19,6 +19,10 @@ const MERGE_MAX_MS: u32 = 10;
 /// Attenuation: 20 % per 10 ms after the first 10 ms; silent from 60 ms.
 const ATTEN_PER_10MS: f32 = 0.2;
 const SILENT_AFTER_10MS: usize = 6;
+/// Appendix I mutes after 60 ms of loss; we keep comfort noise of this peak amplitude
+/// (uniform, about -59 dBFS RMS) under the concealment instead, so that no loss ever
+/// becomes digital silence, even after quiet history.
+const COMFORT_NOISE_PEAK: f32 = 60.0;
 /// Floor of the correlation normaliser (App. I CORRMINPOWER, 250 for 80 terms).
 const CORR_MIN_POWER_PER_TERM: f32 = 250.0 / 80.0;
 
@@ -55,6 +59,8 @@ pub struct Plc {
     in_loss: bool,
     merge_len: usize,
     merge_pos: usize,
+    /// xorshift32 state of the comfort noise.
+    noise_state: u32,
 }
 
 impl Plc {
@@ -84,6 +90,7 @@ impl Plc {
             pitch_blen: pitch_max,
             poffset: 0,
             fade_pos: 0,
+            noise_state: 0x9E37_79B9,
             syn_pos: 0,
             in_loss: false,
             merge_len: 0,
@@ -243,7 +250,19 @@ impl Plc {
             (1.0 - ATTEN_PER_10MS * (self.syn_pos - f10) as f32 / f10 as f32).max(0.0)
         };
         self.syn_pos = self.syn_pos.saturating_add(1);
-        v * gain
+        // A floor of comfort noise under the substitution: a lost frame after quiet history
+        // (a lost speech onset) is never digital silence either.
+        v * gain + self.comfort_noise()
+    }
+
+    /// One sample of low-level noise in [-COMFORT_NOISE_PEAK, COMFORT_NOISE_PEAK].
+    fn comfort_noise(&mut self) -> f32 {
+        let mut x = self.noise_state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.noise_state = x;
+        (x as f32 / u32::MAX as f32 * 2.0 - 1.0) * COMFORT_NOISE_PEAK
     }
 
     /// Normalised cross-correlation of the last 20 ms against lags of 5..15 ms: a 2:1
@@ -398,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn long_loss_fades_to_silence_after_60ms() {
+    fn long_loss_fades_to_comfort_noise_after_60ms() {
         let signal = tone(200.0, 8000.0, 20 * FRAME);
         let lost: Vec<usize> = (8..13).collect(); // 100 ms
         let out = run(&signal, &lost);
@@ -411,8 +430,12 @@ mod tests {
             .map(|k| rms(&out[start + 80 * k..start + 80 * (k + 1)]))
             .collect();
         assert!(r.windows(2).all(|w| w[1] < w[0]), "not decaying: {r:?}");
-        // From 60 ms after the loss began until the end of the loss: silence.
-        assert!(out[start + 480..13 * FRAME + d].iter().all(|&v| v == 0));
+        // From 60 ms after the loss began until the end of the loss: comfort noise, far
+        // below the signal (-59 dBFS) but never digital silence.
+        let tail = &out[start + 480..13 * FRAME + d];
+        assert!(rms(tail) < 60.0, "tail too loud: {}", rms(tail));
+        let longest_zero_run = tail.split(|&v| v != 0).map(<[i16]>::len).max().unwrap_or(0);
+        assert!(longest_zero_run < 8, "{longest_zero_run} zeros in a row");
         // The merge into the next good frame ramps in rather than jumping.
         assert!(max_step(&out[start..]) <= max_step(&signal) + 200);
         assert!(out[14 * FRAME..].iter().any(|&v| v != 0));
@@ -433,7 +456,12 @@ mod tests {
         for _ in 0..200 {
             plc.conceal(&mut small);
         }
-        assert!(small.iter().all(|&v| v == 0));
+        // After a long loss only the comfort noise is left.
+        assert!(
+            small
+                .iter()
+                .all(|&v| v.unsigned_abs() <= COMFORT_NOISE_PEAK as u16)
+        );
         plc.good_frame(&mut small);
         for rate in [0, 1, 8000, 16000, 48000, u32::MAX] {
             let mut p = Plc::new(rate);

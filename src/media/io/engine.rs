@@ -33,6 +33,9 @@ use crate::sdp::{CodecChoice, NegotiatedMedia};
 const DATAGRAM_MAX: usize = 2048;
 /// Largest payload we send (60 ms of G.711 is 480 bytes; Opus stays far below).
 const PAYLOAD_MAX: usize = 1500;
+/// How recently a packet must have arrived for a playout gap to count as loss.
+const STREAM_ACTIVE_WINDOW: Duration = Duration::from_millis(100);
+
 /// Most datagrams read from a socket in one go before playout runs (a bound against floods).
 const MAX_DRAIN: usize = 64;
 
@@ -337,31 +340,37 @@ impl Source {
                 out[n..].fill(0);
                 *pos += n;
             }
-            Source::Loading { pending, rate } => {
-                out.fill(0);
-                match pending.try_recv() {
-                    Ok(Ok((clip, pcm))) => {
-                        let rendered_at = *rate;
-                        *self = Source::File { clip, pcm, pos: 0 };
-                        if rendered_at != codec_rate
-                            && let Err(e) = self.set_rate(codec_rate)
-                        {
-                            tracing::warn!("audio file: {e}");
-                            *self = Source::Silence;
-                        }
-                    }
-                    Ok(Err(e)) => {
+            Source::Loading { .. } => out.fill(0),
+            Source::Device(Some(cap)) => cap.fill(out, scratch, codec_rate),
+        }
+    }
+
+    /// False while a file source is still loading: then there is nothing to send yet (the
+    /// far end hears the call start a few milliseconds later, never a gap of silence).
+    fn poll_ready(&mut self, codec_rate: u32) -> bool {
+        if let Source::Loading { pending, rate } = self {
+            match pending.try_recv() {
+                Ok(Ok((clip, pcm))) => {
+                    let rendered_at = *rate;
+                    *self = Source::File { clip, pcm, pos: 0 };
+                    if rendered_at != codec_rate
+                        && let Err(e) = self.set_rate(codec_rate)
+                    {
                         tracing::warn!("audio file: {e}");
                         *self = Source::Silence;
                     }
-                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
-                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                        *self = Source::Silence;
-                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("audio file: {e}");
+                    *self = Source::Silence;
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return false,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    *self = Source::Silence;
                 }
             }
-            Source::Device(Some(cap)) => cap.fill(out, scratch, codec_rate),
         }
+        true
     }
 
     /// Re-renders rate-dependent state for a new codec rate.
@@ -581,6 +590,8 @@ struct Engine {
     held: Held,
     /// The jitter buffer's `inserted` count, to tell insertions from losses.
     jitter_inserted: u64,
+    /// When the last valid RTP packet of the call arrived.
+    last_arrival: Option<Instant>,
     dtmf_rx: DtmfReceiver,
     playing: bool,
     sink: Sink,
@@ -756,6 +767,7 @@ impl Engine {
             candidate_frame: (0, 0),
             held: Held::None,
             jitter_inserted: 0,
+            last_arrival: None,
             dtmf_rx: DtmfReceiver::new(),
             playing: false,
             sink,
@@ -999,6 +1011,9 @@ impl Engine {
     }
 
     fn send_frame(&mut self) {
+        if !self.echo && !self.source.poll_ready(self.rate) {
+            return;
+        }
         let frame = self.frame;
         let ts = self.ts;
         self.ts = self.ts.wrapping_add(frame as u32);
@@ -1153,6 +1168,7 @@ impl Engine {
             self.remote_ssrc = Some(v.ssrc);
             self.rx = ReceiverStats::new(v.ssrc);
         }
+        self.last_arrival = Some(now);
         let arrival = self.arrival_units(now);
         self.rx.on_rtp(v.sequence, v.timestamp, arrival);
         self.packets_received += 1;
@@ -1246,11 +1262,17 @@ impl Engine {
             self.held = current;
             empty = current == Held::None;
         } else {
+            let gap_is_loss = self.playing && self.stream_active(now);
             match self.jitter.pop(now) {
                 Playout::Frame { payload, .. } => {
                     produced = self.decoder.decode(payload, frame, &mut self.dec_pcm);
                 }
                 Playout::Lost { .. } => {
+                    produced = self.decoder.conceal(frame, &mut self.dec_pcm);
+                }
+                // While packets keep coming (G.711 has no DTX here), a gap is loss, to be
+                // concealed; silence is real only when the far end has stopped sending.
+                Playout::Empty if gap_is_loss => {
                     produced = self.decoder.conceal(frame, &mut self.dec_pcm);
                 }
                 Playout::Empty => empty = true,
@@ -1271,6 +1293,12 @@ impl Engine {
             self.sink
                 .write_wav(&self.dec_pcm[..frame], &mut self.scratch);
         }
+    }
+
+    /// A packet arrived within the last few frames: the far end is sending.
+    fn stream_active(&self, now: Instant) -> bool {
+        self.last_arrival
+            .is_some_and(|t| now.saturating_duration_since(t) < STREAM_ACTIVE_WINDOW)
     }
 
     fn queue_dtmf(&mut self, digits: &str) {
