@@ -313,7 +313,7 @@ fn defaults_unless_given(extra: &[&str]) -> Vec<&'static str> {
 pub struct SiphonChild {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
+    lines: Receiver<(Instant, String)>,
     seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
     started: Instant,
@@ -441,30 +441,7 @@ impl SiphonChild {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn siphon {args:?}: {e}"));
         let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut err = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (lines, stderr) = super::watch_output(&mut child);
         SiphonChild {
             child,
             stdin,
@@ -529,7 +506,7 @@ impl SiphonChild {
     /// The next stdout line, waiting at most `limit`.
     pub fn next_line(&mut self, limit: Duration) -> Option<String> {
         match self.lines.recv_timeout(limit) {
-            Ok(line) => {
+            Ok((_, line)) => {
                 self.seen.push(line.clone());
                 Some(line)
             }

@@ -829,6 +829,36 @@ impl SiphonOutcome {
     }
 }
 
+/// Reads a child's stdout line by line on one thread (with arrival times) and collects its
+/// stderr on another, so that reads can time out and nothing blocks the child.
+pub fn watch_output(child: &mut Child) -> (Receiver<(Instant, String)>, Arc<Mutex<String>>) {
+    let (tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout piped");
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&stderr);
+    let mut err = child.stderr.take().expect("stderr piped");
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (lines, stderr)
+}
+
 impl SiphonProcess {
     /// Start `siphon <args>`.
     pub fn spawn(args: &[&str]) -> SiphonProcess {
@@ -848,30 +878,7 @@ impl SiphonProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn siphon {args:?}: {e}"));
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut err = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (lines, stderr) = watch_output(&mut child);
         SiphonProcess {
             child,
             lines,
