@@ -6,12 +6,8 @@
 mod common;
 
 use common::calls::{Baresip, BaresipConfig, read_wav_pcm16, self_check, sipp_caller};
-use common::{Kamailio, SippCommand, require_peer};
+use common::{Kamailio, SippCommand};
 use std::time::Duration;
-
-fn peers(binaries: &[&str]) -> bool {
-    binaries.iter().all(|b| require_peer(b))
-}
 
 #[test]
 fn call_helpers_self_check() {
@@ -20,7 +16,7 @@ fn call_helpers_self_check() {
 
 #[test]
 fn baresip_registers_with_kamailio() {
-    if !peers(&["kamailio", "kamcmd", "baresip"]) {
+    if !common::require_peers(&["kamailio", "kamcmd", "baresip"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -53,7 +49,7 @@ fn baresip_registers_with_kamailio() {
 
 #[test]
 fn baresip_auto_answers_a_sipp_call_directly() {
-    if !peers(&["sipp", "baresip"]) {
+    if !common::require_peers(&["sipp", "baresip"]) {
         return;
     }
     let mut bob = Baresip::start(BaresipConfig::peer_to_peer("bob"));
@@ -97,7 +93,7 @@ fn baresip_auto_answers_a_sipp_call_directly() {
 
 #[test]
 fn baresip_registered_answers_a_call_through_kamailio() {
-    if !peers(&["kamailio", "kamcmd", "sipp", "baresip"]) {
+    if !common::require_peers(&["kamailio", "kamcmd", "sipp", "baresip"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -128,7 +124,7 @@ fn baresip_registered_answers_a_call_through_kamailio() {
 
 #[test]
 fn baresip_dials_and_hangs_up_over_ctrl_tcp() {
-    if !peers(&["sipp", "baresip"]) {
+    if !common::require_peers(&["sipp", "baresip"]) {
         return;
     }
     let mut bob = Baresip::start(BaresipConfig::peer_to_peer("bob"));
@@ -160,7 +156,7 @@ fn baresip_dials_and_hangs_up_over_ctrl_tcp() {
 /// JSON events read with a deadline, stdin kept open, Ctrl-C delivered.
 #[test]
 fn siphon_child_reads_events_and_delivers_ctrl_c() {
-    if !peers(&["kamailio", "kamcmd"]) {
+    if !common::require_peers(&["kamailio", "kamcmd"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");

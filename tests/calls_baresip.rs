@@ -9,15 +9,11 @@
 mod common;
 
 use common::calls::{Baresip, BaresipConfig, CallOutcome, SiphonChild, read_wav_pcm16, tone_ratio};
-use common::{Kamailio, TempDir, require_peer};
+use common::{Kamailio, TempDir};
 use std::time::Duration;
 
 const EVENT_WAIT: Duration = Duration::from_secs(15);
 const EXIT_WAIT: Duration = Duration::from_secs(20);
-
-fn peers(binaries: &[&str]) -> bool {
-    binaries.iter().all(|b| require_peer(b))
-}
 
 fn alice_args(kamailio: &Kamailio) -> Vec<String> {
     vec![
@@ -38,7 +34,7 @@ fn ended(siphon: &CallOutcome) -> serde_json::Value {
 
 #[test]
 fn siphon_calls_baresip_through_kamailio_and_hangs_up() {
-    if !peers(&["kamailio", "kamcmd", "baresip"]) {
+    if !common::require_peers(&["kamailio", "kamcmd", "baresip"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -81,7 +77,7 @@ fn siphon_calls_baresip_through_kamailio_and_hangs_up() {
 
 #[test]
 fn baresip_calls_siphon_through_kamailio_and_hangs_up() {
-    if !peers(&["kamailio", "kamcmd", "baresip"]) {
+    if !common::require_peers(&["kamailio", "kamcmd", "baresip"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -163,7 +159,7 @@ fn siphon_calls_siphon_without_a_server() {
 /// sends `tone:440`; each records what it receives.
 #[test]
 fn siphon_and_baresip_hear_each_others_tone() {
-    if !peers(&["baresip"]) {
+    if !common::require_peers(&["baresip"]) {
         return;
     }
     let dir = TempDir::new("heard");

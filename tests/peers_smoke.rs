@@ -6,15 +6,10 @@
 mod common;
 
 use common::{
-    Kamailio, LOOPBACK, SippCommand, header, parse_bindings, require_peer, sip_transaction,
-    status_code,
+    Kamailio, LOOPBACK, SippCommand, header, parse_bindings, sip_transaction, status_code,
 };
 use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
-
-fn peers(binaries: &[&str]) -> bool {
-    binaries.iter().all(|b| require_peer(b))
-}
 
 #[test]
 fn free_ports_are_distinct() {
@@ -37,7 +32,7 @@ fn parse_bindings_reads_ul_dump() {
 
 #[test]
 fn kamailio_starts_dumps_location_and_stops() {
-    if !peers(&["kamailio", "kamcmd"]) {
+    if !common::require_peers(&["kamailio", "kamcmd"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -95,7 +90,7 @@ fn sipp_register(
 
 #[test]
 fn kamailio_md5_register_unregister_and_wrong_password_with_sipp() {
-    if !peers(&["kamailio", "kamcmd", "sipp"]) {
+    if !common::require_peers(&["kamailio", "kamcmd", "sipp"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -186,7 +181,7 @@ fn sha256_authorization(challenge: &str, port: u16, password: &str) -> String {
 
 #[test]
 fn kamailio_sha256_challenges_and_accepts_a_sha256_digest() {
-    if !peers(&["kamailio", "kamcmd"]) {
+    if !common::require_peers(&["kamailio", "kamcmd"]) {
         return;
     }
     let kamailio = Kamailio::start("SHA-256");
@@ -244,7 +239,7 @@ fn kamailio_sha256_challenges_and_accepts_a_sha256_digest() {
 
 #[test]
 fn kamailio_proxies_a_call_to_a_registered_user() {
-    if !peers(&["kamailio", "kamcmd", "sipp"]) {
+    if !common::require_peers(&["kamailio", "kamcmd", "sipp"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -316,7 +311,7 @@ fn selftest(uas: &str, uac: &str, uas_args: &[&str]) -> Duration {
 
 #[test]
 fn sipp_reg_sha256_challenge_selftest() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     selftest("reg_sha256_challenge.xml", "selftest/uac_sha256.xml", &[]);
@@ -324,7 +319,7 @@ fn sipp_reg_sha256_challenge_selftest() {
 
 #[test]
 fn sipp_reg_423_selftest() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     selftest("reg_423.xml", "selftest/uac_423.xml", &[]);
@@ -332,7 +327,7 @@ fn sipp_reg_423_selftest() {
 
 #[test]
 fn sipp_reg_short_expiry_selftest() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     let took = selftest("reg_short_expiry.xml", "selftest/uac_short_expiry.xml", &[]);
@@ -341,7 +336,7 @@ fn sipp_reg_short_expiry_selftest() {
 
 #[test]
 fn sipp_reg_drop_first_selftest() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     selftest(
@@ -353,7 +348,7 @@ fn sipp_reg_drop_first_selftest() {
 
 #[test]
 fn sipp_reg_403_selftest() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     selftest("reg_403.xml", "selftest/uac_403.xml", &[]);
@@ -361,7 +356,7 @@ fn sipp_reg_403_selftest() {
 
 #[test]
 fn sipp_reg_drop_first_fails_a_client_that_does_not_retransmit() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     // The scenarios must fail a misbehaving client, not just pass a good one:

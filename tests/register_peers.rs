@@ -16,12 +16,8 @@
 
 mod common;
 
-use common::{Kamailio, SiphonOutcome, SiphonProcess, SippCommand, SippOutcome, require_peer};
+use common::{Kamailio, SiphonOutcome, SiphonProcess, SippCommand, SippOutcome};
 use std::time::Duration;
-
-fn peers(binaries: &[&str]) -> bool {
-    binaries.iter().all(|b| require_peer(b))
-}
 
 /// "127.0.0.1:5060" out of "sip:alice@127.0.0.1:5060;transport=udp".
 fn host_port(uri: &str) -> &str {
@@ -35,7 +31,7 @@ fn host_port(uri: &str) -> &str {
 /// Register alice with Kamailio for 3 s, checking the binding while siphon
 /// runs and its removal after siphon has unregistered.
 fn kamailio_register_cycle(algorithm: &str) {
-    if !peers(&["kamailio", "kamcmd"]) {
+    if !common::require_peers(&["kamailio", "kamcmd"]) {
         return;
     }
     let kamailio = Kamailio::start(algorithm);
@@ -123,7 +119,7 @@ fn register_with_kamailio_sha256_then_unregister() {
 
 #[test]
 fn register_with_kamailio_wrong_password_fails() {
-    if !peers(&["kamailio", "kamcmd"]) {
+    if !common::require_peers(&["kamailio", "kamcmd"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -210,7 +206,7 @@ fn both_reports(siphon: &SiphonOutcome, sipp: &SippOutcome) -> String {
 
 #[test]
 fn register_sipp_sha256_challenge() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     let (siphon, sipp) = against_sipp(
@@ -230,7 +226,7 @@ fn register_sipp_sha256_challenge() {
 
 #[test]
 fn register_sipp_423_interval_too_brief() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     let (siphon, sipp) = against_sipp(
@@ -253,7 +249,7 @@ fn register_sipp_423_interval_too_brief() {
 
 #[test]
 fn register_sipp_short_expiry_refreshes() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     let (siphon, sipp) = against_sipp(
@@ -287,7 +283,7 @@ fn register_sipp_short_expiry_refreshes() {
 
 #[test]
 fn register_sipp_first_request_dropped_is_retransmitted() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     // -nr: see reg_drop_first.xml (SIPp would swallow the retransmission).
@@ -306,7 +302,7 @@ fn register_sipp_first_request_dropped_is_retransmitted() {
 
 #[test]
 fn register_sipp_403_forbidden_fails() {
-    if !peers(&["sipp"]) {
+    if !common::require_peers(&["sipp"]) {
         return;
     }
     let (siphon, sipp) = against_sipp(
@@ -334,7 +330,7 @@ fn register_sipp_403_forbidden_fails() {
 /// from the environment; nothing siphon prints, even with `-vv --sip-trace`, holds it.
 #[test]
 fn sigterm_unregisters_and_the_password_never_shows() {
-    if !peers(&["kamailio", "kamcmd"]) {
+    if !common::require_peers(&["kamailio", "kamcmd"]) {
         return;
     }
     let kamailio = Kamailio::start("MD5");
@@ -390,7 +386,7 @@ fn sigterm_unregisters_and_the_password_never_shows() {
 /// Ctrl-C (SIGINT) unregisters too; the password comes from --password-file.
 #[test]
 fn ctrl_c_unregisters_with_password_file() {
-    if !peers(&["kamailio", "kamcmd"]) {
+    if !common::require_peers(&["kamailio", "kamcmd"]) {
         return;
     }
     let kamailio = Kamailio::start("SHA-256");

@@ -62,6 +62,11 @@ pub fn find_program(binary: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// [`require_peer`] for each of `binaries`: true when all are installed.
+pub fn require_peers(binaries: &[&str]) -> bool {
+    binaries.iter().all(|b| require_peer(b))
+}
+
 /// True if `binary` is installed. If it is missing: under CI (`CI=true`) this
 /// panics, since a missing peer must fail the run; elsewhere it prints a loud
 /// `SKIPPED` line to stderr and returns false, and the test should return.
