@@ -345,9 +345,9 @@ impl Source {
         }
     }
 
-    /// False while a file source is still loading: then there is nothing to send yet (the
-    /// far end hears the call start a few milliseconds later, never a gap of silence).
-    fn poll_ready(&mut self, codec_rate: u32) -> bool {
+    /// Takes a file source's samples once its loading thread is done (until then the
+    /// source gives silence: a few milliseconds at the call's start, not a gap later).
+    fn finish_loading(&mut self, codec_rate: u32) {
         if let Source::Loading { pending, rate } = self {
             match pending.try_recv() {
                 Ok(Ok((clip, pcm))) => {
@@ -364,13 +364,12 @@ impl Source {
                     tracing::warn!("audio file: {e}");
                     *self = Source::Silence;
                 }
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return false,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
                     *self = Source::Silence;
                 }
             }
         }
-        true
     }
 
     /// Re-renders rate-dependent state for a new codec rate.
@@ -1011,8 +1010,8 @@ impl Engine {
     }
 
     fn send_frame(&mut self) {
-        if !self.echo && !self.source.poll_ready(self.rate) {
-            return;
+        if !self.echo {
+            self.source.finish_loading(self.rate);
         }
         let frame = self.frame;
         let ts = self.ts;
